@@ -1,0 +1,60 @@
+"""The kernel token: how kernels and scripts launched by the server reach the channels.
+
+At start the extension mints a random token, accepts it on the channels
+endpoints only, and exports ``JUPYTER_CHANNELS_URL`` / ``JUPYTER_CHANNELS_TOKEN``
+into the server's own environment, which the kernels it launches inherit.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from typing import Any
+
+from jupyter_server.auth import User
+
+from .constants import ENV_TOKEN, ENV_URL, WS_PATH
+
+_WILDCARDS = {"", "0.0.0.0", "::", "localhost"}
+
+
+def mint_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def token_matches(presented: str | None, token: str | None) -> bool:
+    """Constant-time comparison; an empty token never matches."""
+    if not presented or not token:
+        return False
+    return hmac.compare_digest(presented.encode(), token.encode())
+
+
+def presented_token(headers: Any, query_token: str | None) -> str | None:
+    """The token a request carries: ``Authorization: token X`` (or ``Bearer X``), or ``?token=``."""
+    scheme, _, value = (headers.get("Authorization") or "").partition(" ")
+    if scheme.lower() in ("token", "bearer") and value.strip():
+        return str(value.strip())
+    return query_token or None
+
+
+def kernel_user(name: str | None = None) -> User:
+    """The identity of a connection made with the kernel token."""
+    display = (name or "Kernel")[:64]
+    return User(username="kernel", name=display, display_name=display, initials="K", color=None)
+
+
+def websocket_url(ip: str, port: int, base_url: str, secure: bool) -> str:
+    """The channels endpoint as seen from this machine."""
+    host = "127.0.0.1" if ip in _WILDCARDS else ip
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    scheme = "wss" if secure else "ws"
+    base = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
+    return f"{scheme}://{host}:{port}{base}{WS_PATH}"
+
+
+def export_env(url: str, token: str) -> None:
+    """Make the endpoint and token visible to every kernel the server launches from now on."""
+    os.environ[ENV_URL] = url
+    os.environ[ENV_TOKEN] = token

@@ -1,0 +1,54 @@
+"""The embedded broker: fan-out inside this process, history in a local store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from ..history.base import Draft, HistoryStore, Page, StoredMessage
+from .base import Broker
+
+
+class LocalBroker(Broker):
+    """Delivers each message once its store committed it, in offset order."""
+
+    def __init__(self, store: HistoryStore) -> None:
+        self.store = store
+        self._topics: set[str] = set()
+        store.on_commit = self._committed
+
+    async def start(self) -> None:
+        await self.store.open()
+
+    async def stop(self) -> None:
+        await self.store.close()
+
+    def publish(self, draft: Draft) -> asyncio.Future[StoredMessage]:
+        return self.store.append(draft)
+
+    def _committed(self, messages: Sequence[StoredMessage]) -> None:
+        deliver = self.deliver
+        if deliver is None:
+            return
+        for message in messages:
+            if message.topic in self._topics:
+                deliver(message)
+
+    async def subscribe(self, topic: str) -> None:
+        self._topics.add(topic)
+
+    async def unsubscribe(self, topic: str) -> None:
+        self._topics.discard(topic)
+
+    async def read(
+        self,
+        topic: str,
+        *,
+        since: int | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> Page:
+        return await self.store.read(topic, since=since, before=before, limit=limit)
+
+    async def topics(self) -> dict[str, int]:
+        return await self.store.topics()

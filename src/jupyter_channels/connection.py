@@ -1,0 +1,221 @@
+"""One client connection as the hub sees it: identity, subscriptions, outbound queue, limits.
+
+Nothing here does I/O itself: bytes leave through a :class:`Transport`, which
+the Tornado handler implements over the WebSocket's stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .constants import CloseCode, Kind
+from .protocol import JSON, dumps, ws_text_frame
+
+log = logging.getLogger(__name__)
+
+
+class TransportClosed(Exception):
+    """The transport can no longer write."""
+
+
+class Transport(Protocol):
+    """The I/O side of a connection."""
+
+    def write(self, data: bytes) -> asyncio.Future[Any] | None:
+        """Write WebSocket frame bytes; the future resolves once they left the process.
+
+        Raises :class:`TransportClosed` if the connection is gone.
+        """
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection with a WebSocket close code."""
+
+    def ping(self) -> None:
+        """Send a WebSocket ping control frame (browsers answer it with a pong)."""
+
+
+class Identity(Protocol):
+    """Jupyter's ``User`` (``jupyter_server.auth.User``), or anything shaped like it."""
+
+    username: str
+    name: str
+    display_name: str
+    initials: str | None
+    color: str | None
+
+
+class RateLimiter:
+    """A token bucket: ``rate`` tokens per second, at most ``burst`` saved up."""
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def take(self) -> bool:
+        """Spend one token; ``False`` (and nothing spent) when the bucket is empty."""
+        if self.rate <= 0:
+            return True
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass(slots=True)
+class Subscription:
+    """A connection's membership of one topic."""
+
+    client: Client
+    topic: str
+    params: dict[str, JSON]
+    #: The highest offset sent on this subscription; frames at or below it are dropped.
+    last_offset: int = 0
+    #: Live messages held back while the join reply is prepared: ``(offset, frame bytes)``.
+    pending: list[tuple[int, bytes]] | None = field(default_factory=list)
+
+
+class Client:
+    """A connected client, as channel hooks see it.
+
+    ``id`` is the connection id, ``user`` the Jupyter identity (``username``,
+    ``name``, ``display_name``, ``initials``, ``color``), ``kind`` is
+    ``"browser"`` or ``"kernel"`` and ``params`` maps each joined topic to its
+    join payload.
+    """
+
+    def __init__(
+        self,
+        id: str,
+        user: Identity,
+        kind: Kind,
+        transport: Transport,
+        *,
+        max_queued_bytes: int,
+        rate_limiter: RateLimiter,
+        can_write: bool = True,
+        on_gone: Callable[[Client], None] | None = None,
+    ) -> None:
+        self.id = id
+        self.user = user
+        self.kind = kind
+        self.can_write = can_write
+        self.subscriptions: dict[str, Subscription] = {}
+        self.rate_limiter = rate_limiter
+        self.max_queued_bytes = max_queued_bytes
+        self.last_seen = time.monotonic()
+        self.closed = False
+        self._transport = transport
+        self._on_gone = on_gone
+        self._outbox: list[bytes] = []
+        self._outbox_bytes = 0
+        self._in_flight = 0
+        self._flush_scheduled = False
+        self.sender_json = dumps(
+            {"id": id, "user": user.username, "name": user.display_name, "kind": kind.value}
+        )
+
+    def __repr__(self) -> str:
+        return f"<Client {self.id} {self.user.username!r} {self.kind.value}>"
+
+    @property
+    def params(self) -> dict[str, dict[str, JSON]]:
+        """The join payload of every joined topic."""
+        return {topic: sub.params for topic, sub in self.subscriptions.items()}
+
+    @property
+    def queued_bytes(self) -> int:
+        """Outbound bytes not yet handed to the operating system."""
+        return self._outbox_bytes + self._in_flight
+
+    def disconnect(self, reason: str = "disconnected by the server") -> None:
+        """Close the connection (1000); ``handle_leave`` then runs for every joined topic."""
+        self.close(CloseCode.NORMAL, reason)
+
+    # -- output -------------------------------------------------------------------------
+
+    def send_text(self, text: str) -> None:
+        """Queue one text frame."""
+        self.send(ws_text_frame(text))
+
+    def send(self, frame: bytes) -> None:
+        """Queue WebSocket frame bytes; frames queued in one loop turn go out in one write.
+
+        Past ``max_queued_bytes`` of unsent data the connection is closed with
+        4008 ("slow consumer") and its queue freed, so one slow reader never
+        grows the server's memory.
+        """
+        if self.closed:
+            return
+        self._outbox.append(frame)
+        self._outbox_bytes += len(frame)
+        if self._outbox_bytes + self._in_flight > self.max_queued_bytes:
+            log.info(
+                "closing %r: %d bytes queued, over max_queued_bytes=%d",
+                self,
+                self.queued_bytes,
+                self.max_queued_bytes,
+            )
+            self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
+            return
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.closed or not self._outbox:
+            return
+        data = self._outbox[0] if len(self._outbox) == 1 else b"".join(self._outbox)
+        self._outbox.clear()
+        self._outbox_bytes = 0
+        try:
+            written = self._transport.write(data)
+        except TransportClosed:
+            log.debug("write to %r failed: connection gone", self)
+            self.lost()
+            return
+        if written is not None and not written.done():
+            size = len(data)
+            self._in_flight += size
+            written.add_done_callback(lambda fut: self._written(fut, size))
+
+    def _written(self, fut: asyncio.Future[Any], size: int) -> None:
+        self._in_flight -= size
+        if not fut.cancelled() and fut.exception() is not None:
+            log.debug("write to %r failed: %s", self, fut.exception())
+            self.lost()
+
+    def close(self, code: int, reason: str) -> None:
+        """Close with ``code``, drop the queue and tell the hub (once)."""
+        if self.closed:
+            return
+        self._outbox.clear()
+        self._outbox_bytes = 0
+        self._transport.close(code, reason)
+        self.lost()
+
+    def lost(self) -> None:
+        """The connection is gone (closed by either side, or a write failed)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._outbox.clear()
+        self._outbox_bytes = 0
+        if self._on_gone is not None:
+            self._on_gone(self)
+
+    def ping(self) -> None:
+        self._transport.ping()

@@ -1,0 +1,6 @@
+"""History stores: where a topic's messages and offsets live."""
+
+from .base import Draft, HistoryStore, Page, StoredMessage, StoreUnavailable
+from .sqlite import SqliteHistory
+
+__all__ = ["Draft", "HistoryStore", "Page", "SqliteHistory", "StoreUnavailable", "StoredMessage"]

@@ -1,0 +1,209 @@
+"""The embedded history store: SQLite in WAL mode, written in group commits.
+
+Offsets are numbered in memory at ``append`` (from the last committed offset of
+each topic, read at ``open``) and made durable by a single writer thread that
+commits every message queued since its last commit in one transaction. A
+failed commit fails that batch and everything queued behind it and rewinds the
+numbering, so offsets stay gapless and are never reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .base import Draft, HistoryStore, Page, StoredMessage, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY, last INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    topic TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    frame TEXT NOT NULL,
+    PRIMARY KEY (topic, offset)
+) WITHOUT ROWID;
+"""
+
+
+class SqliteHistory(HistoryStore):
+    """History in one SQLite file (``":memory:"`` for a store that ends with the process)."""
+
+    def __init__(self, path: str | Path, history_size: int) -> None:
+        super().__init__(history_size)
+        self.path = str(path)
+        self.epoch = ""
+        self._last: dict[str, int] = {}
+        self._committed: dict[str, int] = {}
+        self._queue: list[tuple[StoredMessage, asyncio.Future[StoredMessage]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="channels-history")
+        self._db: sqlite3.Connection | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self._open)
+
+    def _open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        row = db.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()
+        if row is None:
+            epoch = uuid.uuid4().hex[:16]
+            db.execute("INSERT INTO meta VALUES ('epoch', ?)", (epoch,))
+        else:
+            epoch = row[0]
+        self.epoch = epoch
+        self._committed = dict(db.execute("SELECT topic, last FROM topics").fetchall())
+        self._last = dict(self._committed)
+        self._db = db
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        db, self._db = self._db, None
+        if db is not None:
+            await asyncio.get_running_loop().run_in_executor(self._writer, db.close)
+        self._writer.shutdown(wait=True)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def append(self, draft: Draft) -> asyncio.Future[StoredMessage]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[StoredMessage] = loop.create_future()
+        if self._db is None:
+            future.set_exception(StoreUnavailable("the history store is closed"))
+            return future
+        offset = self._last.get(draft.topic, 0) + 1
+        self._last[draft.topic] = offset
+        message = draft.stored(offset, int(time.time() * 1000))
+        self._queue.append((message, future))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        return future
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                messages = [message for message, _ in batch]
+                try:
+                    await loop.run_in_executor(self._writer, self._write, messages)
+                except (sqlite3.Error, OSError, RuntimeError) as e:
+                    log.error("history store: could not commit %d messages: %s", len(batch), e)
+                    self._fail(batch + self._queue, e)
+                    self._queue = []
+                    continue
+                for message in messages:
+                    self._committed[message.topic] = message.offset
+                if self.on_commit is not None:
+                    self.on_commit(messages)
+                for message, future in batch:
+                    if not future.done():
+                        future.set_result(message)
+        finally:
+            self._flusher = None
+
+    def _fail(
+        self, batch: list[tuple[StoredMessage, asyncio.Future[StoredMessage]]], error: Exception
+    ) -> None:
+        self._last = dict(self._committed)
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(StoreUnavailable(f"history store write failed: {error}"))
+
+    def _write(self, messages: list[StoredMessage]) -> None:
+        db = self._db
+        if db is None:
+            raise RuntimeError("the history store is closed")
+        last: dict[str, int] = {}
+        for message in messages:
+            last[message.topic] = message.offset
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT INTO messages (topic, offset, ts, frame) VALUES (?, ?, ?, ?)",
+                [(m.topic, m.offset, m.ts, m.frame) for m in messages],
+            )
+            db.executemany(
+                "INSERT INTO topics (topic, last) VALUES (?, ?)"
+                " ON CONFLICT(topic) DO UPDATE SET last = excluded.last",
+                list(last.items()),
+            )
+            db.executemany(
+                "DELETE FROM messages WHERE topic = ? AND offset <= ?",
+                [(topic, offset - self.history_size) for topic, offset in last.items()],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def read(
+        self,
+        topic: str,
+        *,
+        since: int | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> Page:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._writer, self._read, topic, since, before, limit)
+        except (sqlite3.Error, RuntimeError) as e:
+            raise StoreUnavailable(f"history store read failed: {e}") from e
+
+    def _read(self, topic: str, since: int | None, before: int | None, limit: int) -> Page:
+        db = self._db
+        if db is None:
+            raise RuntimeError("the history store is closed")
+        row = db.execute("SELECT last FROM topics WHERE topic = ?", (topic,)).fetchone()
+        last = row[0] if row else 0
+        recovered = True
+        if since is not None:
+            first = db.execute(
+                "SELECT MIN(offset) FROM messages WHERE topic = ?", (topic,)
+            ).fetchone()[0]
+            recovered = since == last or (since < last and first is not None and first <= since + 1)
+            if recovered:
+                query = "SELECT * FROM messages WHERE topic = ? AND offset > ? ORDER BY offset"
+                rows = db.execute(query, (topic, since)).fetchall()
+            else:
+                rows = self._newest(db, topic, last + 1, self.history_size)
+        else:
+            rows = self._newest(db, topic, last + 1 if before is None else before, limit)
+        messages = [StoredMessage(t, o, ts, frame) for t, o, ts, frame in rows]
+        return Page(messages, last, self.epoch, recovered)
+
+    @staticmethod
+    def _newest(
+        db: sqlite3.Connection, topic: str, before: int, limit: int
+    ) -> list[tuple[str, int, int, str]]:
+        if limit <= 0:
+            return []
+        rows = db.execute(
+            "SELECT * FROM messages WHERE topic = ? AND offset < ? ORDER BY offset DESC LIMIT ?",
+            (topic, before, limit),
+        ).fetchall()
+        rows.reverse()
+        return rows
+
+    async def topics(self) -> dict[str, int]:
+        return dict(self._committed)

@@ -1,0 +1,273 @@
+"""The native wire format: decoding, validation and encoding, without I/O.
+
+Every function here is pure; the hub (``hub.py``) decides what to do with a
+decoded frame and the Tornado handler (``handlers.py``) moves the bytes.
+The protocol is described, with an example frame per event, in
+``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from .constants import (
+    CLIENT_EVENTS,
+    DEFAULT_HISTORY_LIMIT,
+    MAX_HISTORY_LIMIT,
+    TOPIC_RE,
+    ErrorCode,
+    Event,
+    Status,
+)
+
+Ref = str | int
+JSON = Any
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_decoder = json.JSONDecoder()
+
+
+def dumps(value: JSON) -> str:
+    """Encode ``value`` compactly; raises ``ValueError``/``TypeError`` if it is not JSON."""
+    return _encoder.encode(value)
+
+
+class ProtocolError(Exception):
+    """A frame that breaks the protocol; becomes an error reply or an ``error`` frame."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        detail: str,
+        *,
+        ref: Ref | None = None,
+        topic: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.ref = ref
+        self.topic = topic
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A decoded, validated client frame."""
+
+    event: Event
+    ref: Ref | None = None
+    topic: str | None = None
+    subject: str | None = None
+    payload: JSON = field(default_factory=dict)
+    since: int | None = None
+    history: int = 0
+    before: int | None = None
+    limit: int = DEFAULT_HISTORY_LIMIT
+
+
+def is_topic(value: object) -> bool:
+    """Whether ``value`` is a valid topic name (1-255 chars of ``[A-Za-z0-9_.:@/+-]``)."""
+    return isinstance(value, str) and TOPIC_RE.match(value) is not None
+
+
+def read_ref(obj: dict[str, Any]) -> Ref | None:
+    """The frame's ``ref`` if it is readable (a string or an integer), else ``None``."""
+    ref = obj.get("ref")
+    if isinstance(ref, str) or (isinstance(ref, int) and not isinstance(ref, bool)):
+        return ref
+    return None
+
+
+def peek_ref(text: str) -> Ref | None:
+    """The ``ref`` of a raw frame, if the frame is a JSON object carrying a readable one."""
+    try:
+        obj = _decoder.decode(text)
+    except ValueError:
+        return None
+    return read_ref(obj) if isinstance(obj, dict) else None
+
+
+def _count(obj: dict[str, Any], key: str, ref: Ref | None, topic: str | None) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            f"{key!r} must be a non-negative integer",
+            ref=ref,
+            topic=topic,
+        )
+    return value
+
+
+def decode(text: str) -> Frame:
+    """Decode and validate one client text frame.
+
+    Raises :class:`ProtocolError` with the code to answer; its ``ref`` is set
+    when the frame's ``ref`` could be read (then the answer is an error reply,
+    otherwise an ``error`` frame).
+    """
+    try:
+        obj = _decoder.decode(text)
+    except ValueError:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "frame is not JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "frame is not a JSON object")
+    ref = read_ref(obj)
+    raw_topic = obj.get("topic")
+    echo_topic = raw_topic if isinstance(raw_topic, str) and len(raw_topic) <= 255 else None
+    event_name = obj.get("event")
+    try:
+        event = Event(event_name)
+    except ValueError:
+        event = None
+    if event is None or event not in CLIENT_EVENTS:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            f"unknown event {event_name!r}" if isinstance(event_name, str) else "missing 'event'",
+            ref=ref,
+            topic=echo_topic,
+        )
+    if event is Event.HEARTBEAT:
+        return Frame(event=event, ref=ref)
+
+    if not is_topic(raw_topic):
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            "'topic' must be 1-255 characters of A-Z a-z 0-9 _ . : @ / + -",
+            ref=ref,
+            topic=echo_topic,
+        )
+    topic = str(raw_topic)
+    payload = obj.get("payload")
+
+    if event is Event.JOIN:
+        if payload is None:
+            payload = {}
+        elif not isinstance(payload, dict):
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, "join 'payload' must be an object", ref=ref, topic=topic
+            )
+        history = _count(obj, "history", ref, topic) or 0
+        return Frame(
+            event=event,
+            ref=ref,
+            topic=topic,
+            payload=payload,
+            since=_count(obj, "since", ref, topic),
+            history=min(history, MAX_HISTORY_LIMIT),
+        )
+    if event is Event.MESSAGE:
+        subject = obj.get("subject")
+        if not isinstance(subject, str) or not 0 < len(subject) <= 255:
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                "'subject' must be a string of 1-255 characters",
+                ref=ref,
+                topic=topic,
+            )
+        return Frame(
+            event=event,
+            ref=ref,
+            topic=topic,
+            subject=subject,
+            payload={} if "payload" not in obj else payload,
+        )
+    if event is Event.HISTORY:
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, dict):
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                "history 'payload' must be an object",
+                ref=ref,
+                topic=topic,
+            )
+        limit = _count(payload, "limit", ref, topic)
+        return Frame(
+            event=event,
+            ref=ref,
+            topic=topic,
+            payload=payload,
+            before=_count(payload, "before", ref, topic),
+            limit=DEFAULT_HISTORY_LIMIT if limit is None else min(limit, MAX_HISTORY_LIMIT),
+        )
+    return Frame(event=event, ref=ref, topic=topic)  # leave
+
+
+# -- encoding -----------------------------------------------------------------
+
+
+def encode_reply(topic: str | None, ref: Ref, response_json: str, status: Status) -> str:
+    """A ``reply`` frame around an already encoded ``response``."""
+    head = '{"event":"reply",'
+    if topic is not None:
+        head += f'"topic":{dumps(topic)},'
+    return (
+        f'{head}"ref":{dumps(ref)},"payload":{{"status":"{status.value}",'
+        f'"response":{response_json}}}}}'
+    )
+
+
+def ok_reply(topic: str | None, ref: Ref, response: JSON = None) -> str:
+    return encode_reply(topic, ref, dumps({} if response is None else response), Status.OK)
+
+
+def error_reply(topic: str | None, ref: Ref, code: ErrorCode, detail: str) -> str:
+    return encode_reply(topic, ref, dumps({"reason": code.value, "detail": detail}), Status.ERROR)
+
+
+def error_frame(code: ErrorCode, detail: str, ref: Ref | None = None) -> str:
+    """An ``error`` frame: for frames whose ``ref`` cannot be read."""
+    frame: dict[str, JSON] = {
+        "event": Event.ERROR.value,
+        "payload": {"reason": code.value, "detail": detail},
+    }
+    if ref is not None:
+        frame["ref"] = ref
+    return dumps(frame)
+
+
+def encode_message(
+    topic: str, subject: str, payload_json: str, offset: int | None, ts: int, sender_json: str
+) -> str:
+    """A ``message`` frame; ``payload_json`` and ``sender_json`` are already encoded."""
+    return (
+        f'{{"event":"message","topic":{dumps(topic)},"subject":{dumps(subject)},'
+        f'"payload":{payload_json},"offset":{"null" if offset is None else offset},'
+        f'"ts":{ts},"from":{sender_json}}}'
+    )
+
+
+def encode_messages(frames: list[str]) -> str:
+    """A JSON array of already encoded message frames."""
+    return "[" + ",".join(frames) + "]"
+
+
+def encode_event(event: Event, topic: str, payload: JSON) -> str:
+    """A ``presence_state``, ``presence_diff`` or ``close`` frame."""
+    return f'{{"event":"{event.value}","topic":{dumps(topic)},"payload":{dumps(payload)}}}'
+
+
+# -- WebSocket framing ----------------------------------------------------------------
+
+
+def ws_text_frame(text: str) -> bytes:
+    """The bytes of one unmasked, uncompressed, final WebSocket text frame.
+
+    A server frame is the same for every receiver, so a broadcast is framed
+    once and these bytes are written to every subscriber's stream.
+    """
+    data = text.encode()
+    n = len(data)
+    if n < 126:
+        header = struct.pack("!BB", 0x81, n)
+    elif n < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, n)
+    return header + data

@@ -1,0 +1,41 @@
+"""Fixtures: a real Jupyter server with the extension (in-process or spawned) and a WS client."""
+
+from __future__ import annotations
+
+import pytest
+
+from .support import ChannelsClient, connect_factory
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+
+@pytest.fixture
+def channels_config() -> dict:
+    """``ChannelsApp`` traits for the test server; override in a test module to change them."""
+    return {}
+
+
+@pytest.fixture
+def jp_server_config(tmp_path, channels_config):
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"jupyter_channels": True},
+            "allow_unauthenticated_access": False,
+        },
+        "ChannelsApp": {"history_path": str(tmp_path / "history.sqlite"), **channels_config},
+    }
+
+
+@pytest.fixture
+def channels_app(jp_serverapp):
+    """The running ``ChannelsApp``."""
+    return jp_serverapp.extension_manager.extension_apps["jupyter_channels"].pop()
+
+
+@pytest.fixture
+def channels_ws(jp_ws_fetch, jp_serverapp):
+    """``await channels_ws()`` opens a connection to the channels endpoint."""
+    return connect_factory(jp_ws_fetch)
+
+
+__all__ = ["ChannelsClient"]

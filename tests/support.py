@@ -1,0 +1,223 @@
+"""Test helpers: a small WebSocket client speaking the channels protocol, spawned servers."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+RECV_TIMEOUT = 10.0
+_refs = itertools.count(1)
+
+
+class ChannelsClient:
+    """Wraps a Tornado WebSocket client: send dicts, receive parsed frames with a timeout."""
+
+    def __init__(self, conn: WebSocketClientConnection) -> None:
+        self.conn = conn
+        self.pings = 0
+        #: Frames skipped by ``expect``; ``recv`` returns them first, in order.
+        self.backlog: list[Any] = []
+
+    async def send(self, frame: Any) -> None:
+        await self.conn.write_message(frame if isinstance(frame, str) else json.dumps(frame))
+
+    async def recv_raw(self, timeout: float = RECV_TIMEOUT) -> str | None:
+        return await asyncio.wait_for(self.conn.read_message(), timeout)
+
+    async def recv(self, timeout: float = RECV_TIMEOUT, *, skip_ping: bool = True) -> Any:
+        """The next frame, parsed (``"ping"`` frames are counted and skipped)."""
+        if self.backlog:
+            return self.backlog.pop(0)
+        while True:
+            raw = await self.recv_raw(timeout)
+            if raw is None:
+                raise ConnectionError(f"closed: {self.conn.close_code} {self.conn.close_reason}")
+            if raw == "ping" and skip_ping:
+                self.pings += 1
+                continue
+            return raw if raw == "ping" else json.loads(raw)
+
+    async def expect(self, event: str, timeout: float = RECV_TIMEOUT, **fields: Any) -> dict:
+        """Skip frames until one with ``event`` (and the given fields) arrives."""
+
+        def matches(frame: Any) -> bool:
+            return (
+                isinstance(frame, dict)
+                and frame.get("event") == event
+                and all(frame.get(k) == v for k, v in fields.items())
+            )
+
+        for i, frame in enumerate(self.backlog):
+            if matches(frame):
+                return self.backlog.pop(i)
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self._read(max(0.01, deadline - time.monotonic()))
+            if matches(frame):
+                return frame
+            self.backlog.append(frame)
+
+    async def _read(self, timeout: float) -> Any:
+        saved, self.backlog = self.backlog, []
+        try:
+            return await self.recv(timeout)
+        finally:
+            self.backlog = saved
+
+    async def silent(self, timeout: float = 0.3) -> None:
+        """Assert nothing but pings arrives within ``timeout``."""
+        try:
+            frame = await self.recv(timeout)
+        except asyncio.TimeoutError:
+            return
+        raise AssertionError(f"unexpected frame {frame}")
+
+    async def request(self, frame: dict[str, Any], timeout: float = RECV_TIMEOUT) -> dict:
+        """Send ``frame`` with a fresh ``ref`` and return its reply."""
+        ref = str(next(_refs))
+        await self.send({**frame, "ref": ref})
+        return await self.expect("reply", timeout, ref=ref)
+
+    async def join(self, topic: str, **extra: Any) -> dict:
+        """Join and return the ok reply's response (after its presence_state)."""
+        reply = await self.request({"event": "join", "topic": topic, **extra})
+        assert reply["payload"]["status"] == "ok", reply
+        await self.expect("presence_state", topic=topic)
+        return reply["payload"]["response"]
+
+    async def publish(self, topic: str, subject: str = "text", payload: Any = None) -> int:
+        reply = await self.request(
+            {"event": "message", "topic": topic, "subject": subject, "payload": payload or {}}
+        )
+        assert reply["payload"]["status"] == "ok", reply
+        return reply["payload"]["response"]["offset"]
+
+    async def messages(self, n: int, topic: str | None = None) -> list[dict]:
+        """The next ``n`` message frames (of ``topic``), skipping everything else."""
+        out = []
+        while len(out) < n:
+            frame = await self.recv()
+            if frame.get("event") == "message" and (topic is None or frame["topic"] == topic):
+                out.append(frame)
+        return out
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def connect_factory(jp_ws_fetch: Callable[..., Any]) -> Callable[..., Any]:
+    async def connect(**kwargs: Any) -> ChannelsClient:
+        conn = await jp_ws_fetch("api", "channels", "websocket", **kwargs)
+        return ChannelsClient(conn)
+
+    return connect
+
+
+def error_reason(reply: dict) -> str:
+    """The ``reason`` of an error reply or ``error`` frame."""
+    if reply["event"] == "error":
+        return reply["payload"]["reason"]
+    assert reply["payload"]["status"] == "error", reply
+    return reply["payload"]["response"]["reason"]
+
+
+# -- spawned servers ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SpawnedServer:
+    """A ``jupyter server`` subprocess with the extension, on a free port."""
+
+    def __init__(self, root: Path, history_path: Path, **traits: Any) -> None:
+        self.root = root
+        self.history_path = history_path
+        self.traits = traits
+        self.port = free_port()
+        self.token = "test-token-" + os.urandom(4).hex()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = root / f"server-{self.port}.log"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/api/channels/websocket"
+
+    def start(self, timeout: float = 60) -> SpawnedServer:
+        args = [
+            sys.executable, "-m", "jupyter_server",
+            "--no-browser", "--allow-root",
+            f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
+            "--ServerApp.ip=127.0.0.1",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root}",
+            f"--ChannelsApp.history_path={self.history_path}",
+        ]  # fmt: skip
+        args += [f"--ChannelsApp.{k}={v}" for k, v in self.traits.items()]
+        env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.root / "runtime")}
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                req = urllib.request.Request(
+                    self.http_url + "api/channels/topics",
+                    headers={"Authorization": f"token {self.token}"},
+                )
+                with urllib.request.urlopen(req, timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"server did not start: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    async def connect(self, **headers: str) -> ChannelsClient:
+        conn = await websocket_connect(
+            _request(self.ws_url, {"Authorization": f"token {self.token}", **headers})
+        )
+        return ChannelsClient(conn)
+
+    def rss(self) -> int:
+        import psutil
+
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid).memory_info().rss
+
+
+def _request(url: str, headers: dict[str, str]) -> Any:
+    from tornado.httpclient import HTTPRequest
+
+    return HTTPRequest(url, headers=headers, connect_timeout=30, request_timeout=30)
