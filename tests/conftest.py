@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from .channels_fixture import CHANNELS, with_test_users
 from .support import ChannelsClient, connect_factory
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -11,19 +12,25 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 @pytest.fixture
 def channels_config() -> dict:
-    """``ChannelsApp`` traits for the test server; override in a test module to change them."""
-    return {}
+    """``ChannelsApp`` traits for the test server; override in a test module (or with
+    :func:`tests.support.config`) to change them."""
+    return {"channels": dict(CHANNELS)}
 
 
 @pytest.fixture
 def jp_server_config(tmp_path, channels_config):
-    return {
-        "ServerApp": {
-            "jpserver_extensions": {"jupyter_channels": True},
-            "allow_unauthenticated_access": False,
-        },
-        "ChannelsApp": {"history_path": str(tmp_path / "history.sqlite"), **channels_config},
-    }
+    return with_test_users(
+        {
+            "ServerApp": {
+                "jpserver_extensions": {
+                    "jupyter_channels": True,
+                    "jupyter_server_terminals": False,
+                },
+                "allow_unauthenticated_access": False,
+            },
+            "ChannelsApp": {"history_path": str(tmp_path / "history.sqlite"), **channels_config},
+        }
+    )
 
 
 @pytest.fixture

@@ -16,7 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+from .channels_fixture import CHANNELS
 
 RECV_TIMEOUT = 10.0
 _refs = itertools.count(1)
@@ -77,6 +80,16 @@ class ChannelsClient:
         finally:
             self.backlog = saved
 
+    async def drain(self, at_least: int = 0, timeout: float = 0.3) -> list[Any]:
+        """Every frame (pings skipped): ``at_least`` of them however long they take,
+        then more until nothing arrives for ``timeout`` seconds."""
+        frames = [await self.recv() for _ in range(at_least)]
+        while True:
+            try:
+                frames.append(await self.recv(timeout))
+            except asyncio.TimeoutError:
+                return frames
+
     async def silent(self, timeout: float = 0.3) -> None:
         """Assert nothing but pings arrives within ``timeout``."""
         try:
@@ -116,6 +129,14 @@ class ChannelsClient:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def config(**traits: Any) -> pytest.MarkDecorator:
+    """Run one test with these ``ChannelsApp`` traits (on top of the test channels)."""
+    label = ",".join(f"{key}={value}" for key, value in traits.items())
+    return pytest.mark.parametrize(
+        "channels_config", [{"channels": dict(CHANNELS), **traits}], ids=[label]
+    )
 
 
 def connect_factory(jp_ws_fetch: Callable[..., Any]) -> Callable[..., Any]:

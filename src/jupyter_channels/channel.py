@@ -36,7 +36,8 @@ Broadcasts
     client; ``push(client, ...)`` sends one ``message`` frame to one client,
     outside history (its ``offset`` is ``null``). Each starts at once and
     returns an awaitable: ``await`` it to know the message is stored (it
-    raises :class:`Unavailable` if it could not be). ``topic`` defaults to the
+    raises ``jupyter_channels.history.StoreUnavailable``
+    if it could not be). ``topic`` defaults to the
     topic of the hook being run::
 
         def handle_joined(self, client, message):        # a plain function works

@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .constants import CloseCode, Kind
-from .protocol import JSON, dumps, ws_text_frame
+from .protocol import JSON, WsFrame, dumps, ws_text_frame
 
 log = logging.getLogger(__name__)
+
+#: Frames smaller than this are copied together into one write; larger ones are not copied.
+_COALESCE_BELOW = 16 * 1024
 
 
 class TransportClosed(Exception):
@@ -26,8 +29,8 @@ class TransportClosed(Exception):
 class Transport(Protocol):
     """The I/O side of a connection."""
 
-    def write(self, data: bytes) -> asyncio.Future[Any] | None:
-        """Write WebSocket frame bytes; the future resolves once they left the process.
+    def write(self, chunks: list[bytes]) -> asyncio.Future[Any] | None:
+        """Write frame bytes, in order; the future resolves once they left the process.
 
         Raises :class:`TransportClosed` if the connection is gone.
         """
@@ -84,7 +87,7 @@ class Subscription:
     #: The highest offset sent on this subscription; frames at or below it are dropped.
     last_offset: int = 0
     #: Live messages held back while the join reply is prepared: ``(offset, frame bytes)``.
-    pending: list[tuple[int, bytes]] | None = field(default_factory=list)
+    pending: list[tuple[int, WsFrame]] | None = field(default_factory=list)
 
 
 class Client:
@@ -113,6 +116,8 @@ class Client:
         self.kind = kind
         self.can_write = can_write
         self.subscriptions: dict[str, Subscription] = {}
+        #: ``message`` frames being handled (their hooks run concurrently, offsets in order).
+        self.in_flight: set[asyncio.Task[None]] = set()
         self.rate_limiter = rate_limiter
         self.max_queued_bytes = max_queued_bytes
         self.last_seen = time.monotonic()
@@ -150,8 +155,8 @@ class Client:
         """Queue one text frame."""
         self.send(ws_text_frame(text))
 
-    def send(self, frame: bytes) -> None:
-        """Queue WebSocket frame bytes; frames queued in one loop turn go out in one write.
+    def send(self, frame: WsFrame) -> None:
+        """Queue a WebSocket frame; small frames queued in one loop turn go out in one write.
 
         Past ``max_queued_bytes`` of unsent data the connection is closed with
         4008 ("slow consumer") and its queue freed, so one slow reader never
@@ -159,8 +164,8 @@ class Client:
         """
         if self.closed:
             return
-        self._outbox.append(frame)
-        self._outbox_bytes += len(frame)
+        self._outbox += frame.chunks
+        self._outbox_bytes += frame.size
         if self._outbox_bytes + self._in_flight > self.max_queued_bytes:
             log.info(
                 "closing %r: %d bytes queued, over max_queued_bytes=%d",
@@ -178,17 +183,29 @@ class Client:
         self._flush_scheduled = False
         if self.closed or not self._outbox:
             return
-        data = self._outbox[0] if len(self._outbox) == 1 else b"".join(self._outbox)
+        # Small chunks are joined into one write; large payloads go out as they are.
+        chunks: list[bytes] = []
+        run: list[bytes] = []
+        for chunk in self._outbox:
+            if len(chunk) < _COALESCE_BELOW:
+                run.append(chunk)
+                continue
+            if run:
+                chunks.append(run[0] if len(run) == 1 else b"".join(run))
+                run = []
+            chunks.append(chunk)
+        if run:
+            chunks.append(run[0] if len(run) == 1 else b"".join(run))
         self._outbox.clear()
+        size = self._outbox_bytes
         self._outbox_bytes = 0
         try:
-            written = self._transport.write(data)
+            written = self._transport.write(chunks)
         except TransportClosed:
             log.debug("write to %r failed: connection gone", self)
             self.lost()
             return
         if written is not None and not written.done():
-            size = len(data)
             self._in_flight += size
             written.add_done_callback(lambda fut: self._written(fut, size))
 

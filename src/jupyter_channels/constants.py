@@ -98,5 +98,7 @@ DEFAULT_HEARTBEAT_INTERVAL = 30.0
 DEFAULT_IDLE_TIMEOUT = 90.0
 DEFAULT_HISTORY_LIMIT = 50
 MAX_HISTORY_LIMIT = 500
+#: ``message`` frames of one connection being handled at once before the server stops reading it.
+MAX_IN_FLIGHT = 64
 #: A frame this many times ``max_message_size`` or bigger closes the connection (1009).
 OVERSIZE_CLOSE_FACTOR = 4

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from typing import Any, cast
@@ -35,7 +34,7 @@ from .constants import (
 )
 from .history.base import StoreUnavailable
 from .hub import HookError, Hub
-from .protocol import dumps, is_topic
+from .protocol import ProtocolError, dumps, is_topic, load_body
 
 _HTTP_STATUS = {
     ErrorCode.INVALID_MESSAGE: 400,
@@ -106,7 +105,7 @@ class _StreamTransport:
     def __init__(self, handler: ChannelsWebSocket) -> None:
         self.handler = handler
 
-    def write(self, data: bytes) -> asyncio.Future[Any] | None:
+    def write(self, chunks: list[bytes]) -> asyncio.Future[Any] | None:
         conn = self.handler.ws_connection
         if conn is None or conn.is_closing():
             raise TransportClosed
@@ -114,7 +113,10 @@ class _StreamTransport:
         if stream is None:
             raise TransportClosed
         try:
-            return cast("asyncio.Future[Any]", stream.write(data))
+            written = None
+            for chunk in chunks:
+                written = stream.write(chunk)
+            return cast("asyncio.Future[Any] | None", written)
         except StreamClosedError:
             raise TransportClosed from None
 
@@ -185,8 +187,27 @@ class ChannelsWebSocket(
             self.client.lost()
 
 
+_STATUS_REASON = {
+    400: ErrorCode.INVALID_MESSAGE,
+    403: ErrorCode.UNAUTHORIZED,
+    404: ErrorCode.UNMATCHED_TOPIC,
+    413: ErrorCode.TOO_LARGE,
+    503: ErrorCode.UNAVAILABLE,
+    504: ErrorCode.TIMEOUT,
+}
+
+
 class ChannelsAPIHandler(ChannelsAuthMixin, ExtensionHandlerMixin, APIHandler):
     """Base of the REST handlers: JSON errors as ``{"reason", "detail"}``."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors raised as ``HTTPError`` (authentication included) in the same shape."""
+        exc_info = kwargs.get("exc_info")
+        error = exc_info[1] if exc_info else None
+        detail = getattr(error, "log_message", None) or self._reason
+        reason = _STATUS_REASON.get(status_code, ErrorCode.INTERNAL_ERROR)
+        self.set_header("Content-Type", "application/json")
+        self.finish(dumps({"reason": reason.value, "detail": detail}))
 
     def fail(self, code: ErrorCode, detail: str) -> None:
         self.set_status(_HTTP_STATUS.get(code, 400))
@@ -254,10 +275,13 @@ class MessagesHandler(ChannelsAPIHandler):
         await self.hub.ensure_started()
         if self.topic_arg(topic) is None:
             return
+        if len(self.request.body) > self.hub.limits.max_message_size:
+            self.fail(ErrorCode.TOO_LARGE, "body is over max_message_size")
+            return
         try:
-            body = json.loads(self.request.body or b"null")
-        except ValueError:
-            self.fail(ErrorCode.INVALID_MESSAGE, "body is not JSON")
+            body = load_body(self.request.body or b"null")
+        except ProtocolError as e:
+            self.fail(e.code, e.detail)
             return
         if not isinstance(body, dict):
             self.fail(ErrorCode.INVALID_MESSAGE, 'body must be {"subject": ..., "payload": ...}')
@@ -265,9 +289,6 @@ class MessagesHandler(ChannelsAPIHandler):
         subject = body.get("subject")
         if not isinstance(subject, str) or not 0 < len(subject) <= 255:
             self.fail(ErrorCode.INVALID_MESSAGE, "'subject' must be a string of 1-255 characters")
-            return
-        if len(self.request.body) > self.hub.limits.max_message_size:
-            self.fail(ErrorCode.TOO_LARGE, "body is over max_message_size")
             return
         channel = self.hub.router.match(topic)
         if channel is None:
@@ -294,7 +315,7 @@ class MessagesHandler(ChannelsAPIHandler):
 class _NoTransport:
     """A REST request's client has no socket: pushes to it go nowhere."""
 
-    def write(self, data: bytes) -> None:
+    def write(self, chunks: list[bytes]) -> None:
         return None
 
     def close(self, code: int, reason: str) -> None:

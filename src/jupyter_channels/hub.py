@@ -29,6 +29,7 @@ from .constants import (
     DEFAULT_MAX_TOPICS,
     DEFAULT_RATE_BURST,
     DEFAULT_RATE_LIMIT,
+    MAX_IN_FLIGHT,
     PING_TEXT,
     CloseCode,
     ErrorCode,
@@ -51,7 +52,7 @@ from .protocol import (
     error_frame,
     error_reply,
     ok_reply,
-    peek_ref,
+    peek,
     ws_text_frame,
 )
 
@@ -89,6 +90,9 @@ class _HookContext:
     client: Client | None
     topic: str
     published: list[asyncio.Future[StoredMessage]] = field(default_factory=list)
+    #: False once the hook returned: a task it started keeps the default topic, but
+    #: publishes as the server and is no longer collected for the reply.
+    active: bool = True
 
 
 _context: contextvars.ContextVar[_HookContext | None] = contextvars.ContextVar(
@@ -119,6 +123,13 @@ class _Topic:
 def _log_failure(future: asyncio.Future[StoredMessage]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.debug("publish failed: %s", future.exception())
+
+
+def _sender_json(context: _HookContext | None) -> str:
+    """``from`` of what is published now: the client whose hook is running, else the server."""
+    if context is not None and context.active and context.client is not None:
+        return context.client.sender_json
+    return SERVER_SENDER_JSON
 
 
 async def _call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -230,11 +241,13 @@ class Hub:
         allowed = client.rate_limiter.take()
         limit = self.limits.max_message_size
         if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
+            ref, topic = peek(text)
             self._fail(
                 client,
                 ErrorCode.TOO_LARGE,
                 f"frame is over max_message_size ({limit} bytes)",
-                peek_ref(text),
+                ref,
+                topic,
             )
             return
         try:
@@ -253,9 +266,16 @@ class Hub:
         event = frame.event
         if event is Event.MESSAGE:
             self._message(client, frame)
+            if len(client.in_flight) >= MAX_IN_FLIGHT:
+                # Stop reading this socket until one finishes: a fast sender is
+                # slowed by TCP instead of growing the server's memory.
+                await asyncio.wait(client.in_flight, return_when=asyncio.FIRST_COMPLETED)
         elif event is Event.JOIN:
             await self._join(client, frame)
         elif event is Event.LEAVE:
+            if client.in_flight:
+                # Messages sent before the leave are handled (and seen by the sender) first.
+                await asyncio.wait(list(client.in_flight))
             await self._leave(client, frame)
         elif event is Event.HISTORY:
             await self._history(client, frame)
@@ -300,6 +320,8 @@ class Hub:
                 return
             if frame.ref is not None:
                 client.send_text(self._join_reply(topic, frame.ref, page))
+            # presence_state follows every join (the client may have lost its copy).
+            client.send_text(encode_event(Event.PRESENCE_STATE, topic, self.presence_state(topic)))
             return
         if len(client.subscriptions) >= self.limits.max_topics_per_connection:
             self._fail(
@@ -350,7 +372,10 @@ class Hub:
             )
             self._fail(client, code, detail, frame.ref, topic)
             return
-        if client.closed or client.subscriptions.get(topic) is not sub:
+        if client.subscriptions.get(topic) is not sub:
+            # The connection dropped while handle_joined ran: it was joined, so it leaves.
+            with contextlib.suppress(HookError, Reject):
+                await self._hook(channel.handle_leave, client, topic)
             return
 
         if frame.ref is not None:
@@ -408,14 +433,15 @@ class Hub:
             )
             return
         message = Message(topic, frame.subject, frame.payload, frame.ref)
-        self._spawn(self._run_message(channel, client, message))
+        task = self._spawn(self._run_message(channel, client, message))
+        client.in_flight.add(task)
+        task.add_done_callback(client.in_flight.discard)
 
     async def _run_message(self, channel: Channel, client: Client, message: Message) -> None:
         try:
             response = await self.handle_message(channel, client, message)
         except HookError as e:
-            if message.ref is not None:
-                self._fail(client, e.code, e.detail, message.ref, message.topic)
+            self._fail(client, e.code, e.detail, message.ref, message.topic)
             return
         if message.ref is not None:
             client.send_text(ok_reply(message.topic, message.ref, response))
@@ -440,6 +466,8 @@ class Hub:
                 stored = await asyncio.gather(*context.published)
             except StoreUnavailable as e:
                 raise HookError(ErrorCode.UNAVAILABLE, str(e)) from None
+            finally:
+                context.published.clear()  # they hold whole messages; let them go now
             response["offset"] = stored[-1].offset
         if isinstance(result, dict):
             response.update(result)
@@ -460,6 +488,7 @@ class Hub:
     ) -> Any:
         """Run a hook with a timeout; ``Reject`` passes through, other failures become
         :class:`HookError` (logged)."""
+        collect = context is not None
         context = context or _HookContext(client, topic)
         token = _context.set(context)
         try:
@@ -480,6 +509,9 @@ class Hub:
             raise HookError(ErrorCode.INTERNAL_ERROR, "the channel failed to handle this") from None
         finally:
             _context.reset(token)
+            context.active = False
+            if not collect:
+                context.published.clear()
 
     def context_topic(self) -> str:
         context = _context.get()
@@ -552,15 +584,11 @@ class Hub:
     ) -> Published:
         """Number, store and broadcast a message; ``from`` is the client whose hook is running."""
         context = _context.get()
-        sender = (
-            context.client.sender_json
-            if context is not None and context.client is not None
-            else SERVER_SENDER_JSON
-        )
+        sender = _sender_json(context)
         draft = Draft(topic, subject, dumps(payload), sender, exclude)
         future = self.broker.publish(draft)
         future.add_done_callback(_log_failure)
-        if context is not None:
+        if context is not None and context.active:
             context.published.append(future)
         return Published(future)
 
@@ -595,11 +623,7 @@ class Hub:
         if client is None:
             return future
         context = _context.get()
-        sender = (
-            context.client.sender_json
-            if context is not None and context.client is not None
-            else SERVER_SENDER_JSON
-        )
+        sender = _sender_json(context)
         ts = int(time.time() * 1000)
         client.send_text(encode_message(topic, subject, dumps(payload), None, ts, sender))
         return future
@@ -628,7 +652,9 @@ class Hub:
         return [
             {
                 "topic": name,
-                "members": len(self.topics[name].presence) if name in self.topics else 0,
+                "members": len(self.topics[name].presence.usernames())
+                if name in self.topics
+                else 0,
                 "offset": offsets.get(name, 0),
             }
             for name in sorted(names)

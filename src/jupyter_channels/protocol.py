@@ -9,6 +9,9 @@ The protocol is described, with an example frame per event, in
 from __future__ import annotations
 
 import json
+import math
+import mmap
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +30,30 @@ Ref = str | int
 JSON = Any
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-_decoder = json.JSONDecoder()
+
+
+def _not_json(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON")
+
+
+def _finite(token: str) -> float:
+    value = float(token)
+    if not math.isfinite(value):
+        raise ValueError(f"{token} is out of range")
+    return value
+
+
+# Strict JSON: NaN, Infinity and numbers that overflow to infinity are refused here,
+# since ``dumps`` could never send them on.
+_decoder = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite)
+
+#: How deeply a client frame may nest. Python's encoder recurses, so a frame the
+#: decoder just managed to read could not be encoded again (stored, broadcast).
+MAX_DEPTH = 100
+
+#: A ``\uD800``-``\uDFFF`` escape: how a lone surrogate, which UTF-8 cannot carry,
+#: gets into a decoded string.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def dumps(value: JSON) -> str:
@@ -73,21 +99,65 @@ def is_topic(value: object) -> bool:
     return isinstance(value, str) and TOPIC_RE.match(value) is not None
 
 
+def _utf8(text: str) -> bool:
+    """Whether ``text`` can be sent in a text frame (it holds no lone surrogate)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _deeper_than(obj: JSON, limit: int) -> bool:
+    stack = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _unsendable(text: str, obj: dict[str, Any]) -> str | None:
+    """Why a decoded frame could not be encoded again, if it could not."""
+    if text.count("[") + text.count("{") > MAX_DEPTH and _deeper_than(obj, MAX_DEPTH):
+        return f"frame is nested more than {MAX_DEPTH} deep"
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text) and not _utf8(dumps(obj)):
+        return "frame holds a lone surrogate (\\ud800-\\udfff), which UTF-8 cannot carry"
+    return None
+
+
 def read_ref(obj: dict[str, Any]) -> Ref | None:
-    """The frame's ``ref`` if it is readable (a string or an integer), else ``None``."""
+    """The frame's ``ref`` if it is readable (an integer, or a string without a lone
+    surrogate, so that it can be echoed), else ``None``."""
     ref = obj.get("ref")
-    if isinstance(ref, str) or (isinstance(ref, int) and not isinstance(ref, bool)):
+    if (isinstance(ref, str) and _utf8(ref)) or (
+        isinstance(ref, int) and not isinstance(ref, bool)
+    ):
         return ref
     return None
 
 
-def peek_ref(text: str) -> Ref | None:
-    """The ``ref`` of a raw frame, if the frame is a JSON object carrying a readable one."""
+def peek(text: str) -> tuple[Ref | None, str | None]:
+    """The ``ref`` and ``topic`` to echo for a frame that is refused before decoding
+    (too large): each ``None`` unless the frame is a JSON object carrying a readable one."""
     try:
         obj = _decoder.decode(text)
-    except ValueError:
-        return None
-    return read_ref(obj) if isinstance(obj, dict) else None
+    except (ValueError, RecursionError):
+        return None, None
+    if not isinstance(obj, dict):
+        return None, None
+    return read_ref(obj), _echoable(obj.get("topic"))
+
+
+def _echoable(topic: object) -> str | None:
+    """``topic`` if a reply may echo it (a string of at most 255 characters UTF-8 can carry)."""
+    if isinstance(topic, str) and len(topic) <= 255 and _utf8(topic):
+        return topic
+    return None
 
 
 def _count(obj: dict[str, Any], key: str, ref: Ref | None, topic: str | None) -> int | None:
@@ -104,6 +174,23 @@ def _count(obj: dict[str, Any], key: str, ref: Ref | None, topic: str | None) ->
     return value
 
 
+def load_body(text: str | bytes) -> JSON:
+    """Parse a REST request body by the same rules as a frame; raises :class:`ProtocolError`."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode()
+        except UnicodeDecodeError:
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, "body is not UTF-8") from None
+    try:
+        obj = _decoder.decode(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "body is not JSON") from None
+    problem = _unsendable(text, obj) if isinstance(obj, dict) else None
+    if problem is not None:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, problem)
+    return obj
+
+
 def decode(text: str) -> Frame:
     """Decode and validate one client text frame.
 
@@ -115,11 +202,18 @@ def decode(text: str) -> Frame:
         obj = _decoder.decode(text)
     except ValueError:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "frame is not JSON") from None
+    except RecursionError:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, f"frame is nested more than {MAX_DEPTH} deep"
+        ) from None
     if not isinstance(obj, dict):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "frame is not a JSON object")
     ref = read_ref(obj)
     raw_topic = obj.get("topic")
-    echo_topic = raw_topic if isinstance(raw_topic, str) and len(raw_topic) <= 255 else None
+    echo_topic = _echoable(raw_topic)
+    problem = _unsendable(text, obj)
+    if problem is not None:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, problem, ref=ref, topic=echo_topic)
     event_name = obj.get("event")
     try:
         event = Event(event_name)
@@ -243,11 +337,6 @@ def encode_message(
     )
 
 
-def encode_messages(frames: list[str]) -> str:
-    """A JSON array of already encoded message frames."""
-    return "[" + ",".join(frames) + "]"
-
-
 def encode_event(event: Event, topic: str, payload: JSON) -> str:
     """A ``presence_state``, ``presence_diff`` or ``close`` frame."""
     return f'{{"event":"{event.value}","topic":{dumps(topic)},"payload":{dumps(payload)}}}'
@@ -256,11 +345,20 @@ def encode_event(event: Event, topic: str, payload: JSON) -> str:
 # -- WebSocket framing ----------------------------------------------------------------
 
 
-def ws_text_frame(text: str) -> bytes:
-    """The bytes of one unmasked, uncompressed, final WebSocket text frame.
+@dataclass(frozen=True, slots=True)
+class WsFrame:
+    """The bytes of one server frame: a single chunk, or a header and a large payload
+    kept apart so the payload is never copied."""
+
+    chunks: tuple[bytes, ...]
+    size: int
+
+
+def ws_text_frame(text: str) -> WsFrame:
+    """One unmasked, uncompressed, final WebSocket text frame.
 
     A server frame is the same for every receiver, so a broadcast is framed
-    once and these bytes are written to every subscriber's stream.
+    once and the same bytes are queued on every subscriber's stream.
     """
     data = text.encode()
     n = len(data)
@@ -270,4 +368,24 @@ def ws_text_frame(text: str) -> bytes:
         header = struct.pack("!BBH", 0x81, 126, n)
     else:
         header = struct.pack("!BBQ", 0x81, 127, n)
-    return header + data
+    size = len(header) + n
+    if n >= OFF_HEAP_FROM:
+        return WsFrame((header, _off_heap(data)), size)
+    return WsFrame((header + data,), size)
+
+
+#: Payloads at least this big are kept in their own memory mapping while queued.
+OFF_HEAP_FROM = 64 * 1024
+
+
+def _off_heap(data: bytes) -> bytes:
+    """A copy of ``data`` in an anonymous memory mapping, unmapped when the last reference goes.
+
+    A large frame queued on a slow subscriber may live for a while; on the
+    malloc heap it would pin the space around it, and the server's memory
+    would grow by far more than the bytes queued. In its own mapping it costs
+    exactly its pages and is returned to the system when written.
+    """
+    buffer = mmap.mmap(-1, len(data))
+    buffer.write(data)
+    return memoryview(buffer)  # type: ignore[return-value]

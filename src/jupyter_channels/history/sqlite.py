@@ -104,7 +104,9 @@ class SqliteHistory(HistoryStore):
                 messages = [message for message, _ in batch]
                 try:
                     await loop.run_in_executor(self._writer, self._write, messages)
-                except (sqlite3.Error, OSError, RuntimeError) as e:
+                except Exception as e:
+                    # Whatever failed (the disk, a closed store, text UTF-8 cannot carry),
+                    # the senders must hear of it: escaping here would strand their futures.
                     log.error("history store: could not commit %d messages: %s", len(batch), e)
                     self._fail(batch + self._queue, e)
                     self._queue = []
@@ -112,7 +114,11 @@ class SqliteHistory(HistoryStore):
                 for message in messages:
                     self._committed[message.topic] = message.offset
                 if self.on_commit is not None:
-                    self.on_commit(messages)
+                    try:
+                        self.on_commit(messages)
+                    except Exception:
+                        # Stored is stored: a delivery bug must not leave senders waiting.
+                        log.exception("history store: delivering committed messages failed")
                 for message, future in batch:
                     if not future.done():
                         future.set_result(message)
@@ -188,7 +194,9 @@ class SqliteHistory(HistoryStore):
             else:
                 rows = self._newest(db, topic, last + 1, self.history_size)
         else:
-            rows = self._newest(db, topic, last + 1 if before is None else before, limit)
+            # Clamped: no offset is above ``last``, and SQLite integers stop at 2**63 - 1.
+            end = last + 1 if before is None else min(before, last + 1)
+            rows = self._newest(db, topic, end, limit)
         messages = [StoredMessage(t, o, ts, frame) for t, o, ts, frame in rows]
         return Page(messages, last, self.epoch, recovered)
 
