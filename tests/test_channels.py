@@ -517,3 +517,14 @@ def test_a_channel_subclass_without_handle_message_refuses_messages():
 
     with pytest.raises(NotImplementedError):
         Mute(None, "*").handle_message(None, None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("url", ["amqp://localhost", "redis://", "nats://x:4222"])
+def test_an_unknown_broker_url_scheme_is_refused_with_a_clear_message(url):
+    with pytest.raises(TraitError, match="unknown scheme") as e:
+        ChannelsApp(broker_url=url)
+    assert "Leave broker_url empty for the embedded broker" in str(e.value)
+
+
+def test_an_empty_broker_url_selects_the_embedded_broker():
+    assert ChannelsApp(broker_url="").broker_url == ""
