@@ -1,7 +1,8 @@
 """Realtime topic channels for Jupyter.
 
-Server side: subclass :class:`Channel` (raise :class:`Reject` to refuse a join)
-and register it with ``c.ChannelsApp.channels``.
+Server side: subclass :class:`Channel` (raise :class:`Reject` to refuse a
+join) and register it with ``c.ChannelsApp.channels``. Kernels and scripts:
+``join`` / ``connect`` (blocking) and ``aconnect`` (asyncio).
 """
 
 from __future__ import annotations
@@ -9,9 +10,42 @@ from __future__ import annotations
 from typing import Any
 
 from ._version import __version__
-from .channel import Channel, Message, RebroadcastChannel, Reject
+from .channel import Channel, RebroadcastChannel, Reject
+from .client import (
+    AsyncConnection,
+    AsyncSubscription,
+    ChannelError,
+    Connection,
+    ConnectionLost,
+    JoinRejected,
+    ReplyTimeout,
+    ServerNotFound,
+    Subscription,
+    aconnect,
+    connect,
+    join,
+)
+from .message import Message
 
-__all__ = ["Channel", "Message", "RebroadcastChannel", "Reject", "__version__"]
+__all__ = [
+    "AsyncConnection",
+    "AsyncSubscription",
+    "Channel",
+    "ChannelError",
+    "Connection",
+    "ConnectionLost",
+    "JoinRejected",
+    "Message",
+    "RebroadcastChannel",
+    "Reject",
+    "ReplyTimeout",
+    "ServerNotFound",
+    "Subscription",
+    "__version__",
+    "aconnect",
+    "connect",
+    "join",
+]
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

@@ -71,7 +71,8 @@ from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .protocol import JSON, Ref, is_topic
+from .message import Message
+from .protocol import JSON, is_topic
 
 if TYPE_CHECKING:
     from .connection import Client
@@ -88,16 +89,6 @@ class Reject(Exception):
     def __init__(self, detail: str = "join rejected") -> None:
         super().__init__(detail)
         self.detail = detail
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """What a hook receives: the client's frame, or the join's params for ``handle_joined``."""
-
-    topic: str
-    subject: str | None
-    payload: JSON
-    ref: Ref | None = None
 
 
 class Channel:

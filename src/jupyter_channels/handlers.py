@@ -24,7 +24,6 @@ from tornado import web, websocket
 from tornado.iostream import StreamClosedError
 
 from .auth import kernel_user, presented_token, token_matches
-from .channel import Message
 from .connection import Client, RateLimiter, TransportClosed
 from .constants import (
     AUTH_RESOURCE,
@@ -34,6 +33,7 @@ from .constants import (
 )
 from .history.base import StoreUnavailable
 from .hub import HookError, Hub
+from .message import Message
 from .protocol import ProtocolError, dumps, is_topic, load_body
 
 _HTTP_STATUS = {
@@ -157,6 +157,8 @@ class ChannelsWebSocket(
             await result
 
     def open(self, *args: Any, **kwargs: Any) -> None:
+        # Writes are already coalesced per loop turn (connection.py): send them at once.
+        self.set_nodelay(True)
         self.client = self.hub.connect(
             uuid.uuid4().hex[:16],
             self.current_user,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .brokers.base import Broker
-from .channel import Channel, Message, Reject, Router
+from .channel import Channel, Reject, Router
 from .connection import Client, Identity, RateLimiter, Subscription, Transport
 from .constants import (
     DEFAULT_HEARTBEAT_INTERVAL,
@@ -38,6 +38,7 @@ from .constants import (
     Status,
 )
 from .history.base import Draft, Page, StoredMessage, StoreUnavailable
+from .message import Message
 from .presence import Presence, diff, make_meta
 from .protocol import (
     JSON,

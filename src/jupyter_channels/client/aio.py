@@ -1,0 +1,535 @@
+"""The asyncio client: one WebSocket, any number of topics, reconnecting by itself.
+
+::
+
+    async with jupyter_channels.aconnect() as conn:
+        room = await conn.join("chat:lobby", history=20)
+        await room.send("text", {"text": "hi"})
+        async for message in room:
+            print(message.payload)
+
+After a dropped connection it reconnects with exponential backoff and jitter
+and rejoins every topic with ``since`` = the last offset it saw, so nothing the
+server retained is missed and nothing is delivered twice (messages are
+deduplicated by offset). Requests made while disconnected wait in a bounded
+buffer, each with its own timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import itertools
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
+
+from ..constants import PING_TEXT, Event, Status
+from ..message import Message
+from ..protocol import JSON, dumps
+from .discovery import resolve
+from .errors import ChannelError, ConnectionLost, JoinRejected, ReplyTimeout, error_for
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 10.0
+#: Received messages each subscription keeps in ``messages``.
+MAX_MESSAGES = 1000
+#: Requests held while disconnected before ``send`` refuses more.
+MAX_BUFFERED = 1000
+
+Callback = Callable[[Message], Any]
+F = TypeVar("F", bound=Callback)
+
+
+class AsyncSubscription:
+    """A joined topic: send into it, receive from it, see who is there."""
+
+    def __init__(
+        self, conn: AsyncConnection, topic: str, params: dict[str, JSON], max_messages: int
+    ) -> None:
+        self.conn = conn
+        self.topic = topic
+        self.params = params
+        #: The highest offset received; a rejoin asks for everything after it.
+        self.last_offset = 0
+        #: Whether the last (re)join got every message since ``last_offset``.
+        self.recovered = True
+        self.epoch: str | None = None
+        self.messages: collections.deque[Message] = collections.deque(maxlen=max_messages)
+        self.joined = True
+        self.close_reason: str | None = None
+        self._presence: dict[str, list[dict[str, Any]]] = {}
+        self._handlers: list[tuple[str, Callback]] = []
+        self._queues: list[asyncio.Queue[Message | None]] = []
+
+    def __repr__(self) -> str:
+        return f"<AsyncSubscription {self.topic!r} offset={self.last_offset}>"
+
+    @property
+    def members(self) -> dict[str, list[dict[str, Any]]]:
+        """Who is here: username -> one meta per connection (Phoenix Presence's metas)."""
+        return {user: list(metas) for user, metas in self._presence.items()}
+
+    def on(self, subject: str, callback: F | None = None) -> Any:
+        """Call ``callback(message)`` for each message with ``subject`` (``"*"``: every one).
+
+        Usable as a decorator. An exception in a callback is logged; delivery goes on.
+        """
+
+        def register(fn: F) -> F:
+            self._handlers = [*self._handlers, (subject, fn)]
+            return fn
+
+        return register if callback is None else register(callback)
+
+    async def send(
+        self, subject: str, payload: JSON = None, *, timeout: float | None = None
+    ) -> int:
+        """Send a message into the topic; returns its offset once the server stored it.
+
+        Raises :class:`ChannelError` on an error reply, :class:`ReplyTimeout`,
+        or :class:`ConnectionLost` (then it may or may not have been stored).
+        """
+        response = await self.conn.request(
+            {
+                "event": Event.MESSAGE.value,
+                "topic": self.topic,
+                "subject": subject,
+                "payload": {} if payload is None else payload,
+            },
+            timeout,
+        )
+        offset = response.get("offset")
+        return int(offset) if offset is not None else 0
+
+    async def history(
+        self, limit: int = 50, before: int | None = None, *, timeout: float | None = None
+    ) -> list[Message]:
+        """The newest ``limit`` messages with an offset below ``before``, oldest first."""
+        payload: dict[str, int] = {"limit": limit}
+        if before is not None:
+            payload["before"] = before
+        response = await self.conn.request(
+            {"event": Event.HISTORY.value, "topic": self.topic, "payload": payload}, timeout
+        )
+        return [Message.from_frame(frame) for frame in response.get("messages", [])]
+
+    async def leave(self, *, timeout: float | None = None) -> None:
+        """Unsubscribe; iterators of this subscription end."""
+        if not self.joined:
+            return
+        self.conn._forget(self)
+        if self.conn.connected:
+            await self.conn.request({"event": Event.LEAVE.value, "topic": self.topic}, timeout)
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        """Every message received from now on, until the subscription ends."""
+        queue: asyncio.Queue[Message | None] = asyncio.Queue()
+        self._queues.append(queue)
+        return self._iterate(queue)
+
+    async def _iterate(self, queue: asyncio.Queue[Message | None]) -> AsyncIterator[Message]:
+        try:
+            while True:
+                message = await queue.get()
+                if message is None:
+                    return
+                yield message
+        finally:
+            self._queues.remove(queue)
+
+    # -- called by the connection ---------------------------------------------------------------
+
+    def _deliver(self, frame: dict[str, Any]) -> None:
+        offset = frame.get("offset")
+        if isinstance(offset, int):
+            if offset <= self.last_offset:
+                return  # already seen (a rejoin overlaps what arrived live)
+            self.last_offset = offset
+        message = Message.from_frame(frame)
+        self.messages.append(message)
+        for queue in self._queues:
+            queue.put_nowait(message)
+        for subject, callback in self._handlers:
+            if subject in ("*", message.subject):
+                self._run(callback, message)
+
+    def _run(self, callback: Callback, message: Message) -> None:
+        try:
+            result = callback(message)
+            if inspect.isawaitable(result):
+                asyncio.ensure_future(result).add_done_callback(self._log_callback_error)
+        except Exception:
+            log.exception("callback %r failed on %s", callback, message)
+
+    @staticmethod
+    def _log_callback_error(future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            log.error("async callback failed", exc_info=future.exception())
+
+    def _joined(self, response: dict[str, Any]) -> None:
+        self.epoch = response.get("epoch")
+        self.recovered = bool(response.get("recovered", True))
+        for frame in response.get("messages", []):
+            self._deliver(frame)
+        # A topic whose history restarted (a new store) numbers from 1 again.
+        offset = response.get("offset")
+        if isinstance(offset, int) and offset < self.last_offset:
+            self.last_offset = offset
+
+    def _presence_state(self, state: dict[str, Any]) -> None:
+        self._presence = {user: list(entry.get("metas", [])) for user, entry in state.items()}
+
+    def _presence_diff(self, diff: dict[str, Any]) -> None:
+        for user, entry in diff.get("leaves", {}).items():
+            gone = {meta.get("phx_ref") for meta in entry.get("metas", [])}
+            left = [m for m in self._presence.get(user, []) if m.get("phx_ref") not in gone]
+            if left:
+                self._presence[user] = left
+            else:
+                self._presence.pop(user, None)
+        for user, entry in diff.get("joins", {}).items():
+            known = {meta.get("phx_ref") for meta in self._presence.get(user, [])}
+            fresh = [m for m in entry.get("metas", []) if m.get("phx_ref") not in known]
+            self._presence.setdefault(user, []).extend(fresh)
+
+    def _ended(self, reason: str | None) -> None:
+        self.joined = False
+        self.close_reason = reason
+        for queue in self._queues:
+            queue.put_nowait(None)
+
+
+class AsyncConnection:
+    """One WebSocket connection to the channels endpoint.
+
+    ``url`` is the endpoint or a server's http(s) URL; with neither ``url`` nor
+    ``token`` they are discovered (see ``discovery.py``). ``timeout`` is the
+    default for every request.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        name: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        reconnect: bool = True,
+        max_backoff: float = 10.0,
+        max_messages: int = MAX_MESSAGES,
+        max_buffered: int = MAX_BUFFERED,
+        heartbeat_interval: float = 30.0,
+    ) -> None:
+        endpoint = resolve(url, token)
+        self.url = endpoint.url
+        self.token = endpoint.token
+        self.name = name
+        self.timeout = timeout
+        self.reconnect = reconnect
+        self.max_backoff = max_backoff
+        self.max_messages = max_messages
+        self.max_buffered = max_buffered
+        self.heartbeat_interval = heartbeat_interval
+        #: ``connecting``, ``connected``, ``reconnecting`` or ``closed``.
+        self.state = "connecting"
+        self.subscriptions: dict[str, AsyncSubscription] = {}
+        self._ws: WebSocketClientConnection | None = None
+        self._refs = itertools.count(1)
+        self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._buffer: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"<AsyncConnection {self.url} {self.state}>"
+
+    @property
+    def connected(self) -> bool:
+        return self.state == "connected"
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def open(self) -> AsyncConnection:
+        """Connect (once); raises :class:`ChannelError` if the server refuses."""
+        if self._ws is None and not self._closing:
+            self._ws = await self._connect()
+            self._started(self._ws)
+        return self
+
+    async def __aenter__(self) -> AsyncConnection:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection; pending requests fail with :class:`ConnectionLost`."""
+        self._closing = True
+        self.state = "closed"
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            ws.close()
+        for task in list(self._tasks):
+            task.cancel()
+        self._fail_pending("the connection was closed")
+        for sub in list(self.subscriptions.values()):
+            sub._ended("the connection was closed")
+        self.subscriptions.clear()
+
+    async def _connect(self) -> WebSocketClientConnection:
+        parts = urlsplit(self.url)
+        query = parts.query
+        if self.name:
+            query = (query + "&" if query else "") + urlencode({"name": self.name})
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+        headers = {"Authorization": f"token {self.token}"} if self.token else {}
+        request = HTTPRequest(url, headers=headers, connect_timeout=self.timeout)
+        try:
+            return await websocket_connect(request)
+        except HTTPClientError as e:
+            raise ChannelError(
+                "unauthorized" if e.code == 403 else "unavailable",
+                f"{self.url} refused the connection: HTTP {e.code}",
+            ) from None
+        except OSError as e:
+            raise ConnectionLost("unavailable", f"cannot connect to {self.url}: {e}") from None
+
+    def _started(self, ws: WebSocketClientConnection) -> None:
+        self.state = "connected"
+        self._spawn(self._read(ws))
+        if self.heartbeat_interval > 0:
+            self._spawn(self._heartbeat(ws))
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _read(self, ws: WebSocketClientConnection) -> None:
+        while True:
+            text = await ws.read_message()
+            if text is None:
+                break
+            if text == PING_TEXT or isinstance(text, bytes):
+                continue
+            try:
+                self._dispatch(json.loads(text))
+            except Exception:
+                log.exception("could not handle frame %.200s", text)
+        if ws is self._ws:
+            self._lost(f"closed by the server ({ws.close_code} {ws.close_reason})")
+
+    async def _heartbeat(self, ws: WebSocketClientConnection) -> None:
+        while ws is self._ws:
+            await asyncio.sleep(self.heartbeat_interval)
+            if ws is not self._ws:
+                return
+            try:
+                await self.request({"event": Event.HEARTBEAT.value})
+            except ChannelError as e:
+                log.info("heartbeat failed (%s); reconnecting", e)
+                ws.close()
+
+    def _lost(self, why: str) -> None:
+        self._ws = None
+        self._fail_pending(why)
+        if self._closing or not self.reconnect:
+            self.state = "closed"
+            for sub in list(self.subscriptions.values()):
+                sub._ended(why)
+            return
+        log.info("connection to %s lost: %s; reconnecting", self.url, why)
+        self.state = "reconnecting"
+        self._spawn(self._reconnect())
+
+    def _fail_pending(self, why: str) -> None:
+        replies, self._replies = self._replies, {}
+        for ref, future in replies.items():
+            if ref in self._buffer:
+                self._replies[ref] = future  # not sent yet: it waits for the reconnect
+            elif not future.done():
+                future.set_exception(ConnectionLost("unavailable", why))
+
+    async def _reconnect(self) -> None:
+        for attempt in itertools.count():
+            delay = min(self.max_backoff, 0.1 * 2**attempt)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            if self._closing:
+                return
+            try:
+                ws = await self._connect()
+            except ChannelError as e:
+                log.debug("reconnect attempt %d failed: %s", attempt + 1, e)
+                continue
+            self._ws = ws
+            self._started(ws)
+            await self._rejoin()
+            self._flush_buffer()
+            log.info("reconnected to %s", self.url)
+            return
+
+    async def _rejoin(self) -> None:
+        for sub in list(self.subscriptions.values()):
+            try:
+                response = await self._send_request(
+                    {
+                        "event": Event.JOIN.value,
+                        "topic": sub.topic,
+                        "payload": sub.params,
+                        "since": sub.last_offset,
+                    },
+                    self.timeout,
+                )
+            except JoinRejected as e:
+                log.warning("rejoining %s was refused: %s", sub.topic, e.detail)
+                self._forget(sub)
+                sub._ended(e.detail)
+                continue
+            except ChannelError as e:
+                log.info("rejoining %s failed: %s", sub.topic, e)
+                return  # the connection is gone again; the next reconnect retries
+            sub._joined(response)
+
+    def _flush_buffer(self) -> None:
+        ws = self._ws
+        while self._buffer and ws is not None:
+            ref, text = self._buffer.popitem(last=False)
+            self._write(ws, text, ref)
+
+    def _write(self, ws: WebSocketClientConnection, text: str, ref: str) -> None:
+        try:
+            ws.write_message(text)
+        except WebSocketClosedError:
+            self._buffer[ref] = text
+            self._buffer.move_to_end(ref, last=False)
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    async def request(self, frame: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Send a frame with a fresh ``ref`` and return the ok reply's ``response``.
+
+        While reconnecting the frame waits in a bounded buffer. Raises
+        :class:`ChannelError` (an error reply), :class:`ReplyTimeout` or
+        :class:`ConnectionLost`.
+        """
+        if self.state == "closed":
+            raise ConnectionLost("unavailable", "the connection is closed")
+        return await self._send_request(frame, self.timeout if timeout is None else timeout)
+
+    async def _send_request(self, frame: dict[str, Any], timeout: float) -> dict[str, Any]:
+        ref = str(next(self._refs))
+        text = dumps({**frame, "ref": ref})
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._replies[ref] = future
+        ws = self._ws
+        if ws is not None and self.state == "connected":
+            self._write(ws, text, ref)
+        elif len(self._buffer) >= self.max_buffered:
+            self._replies.pop(ref, None)
+            raise ChannelError(
+                "unavailable", f"disconnected, and {self.max_buffered} requests are waiting"
+            )
+        else:
+            self._buffer[ref] = text
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise ReplyTimeout("timeout", f"no reply within {timeout} s") from None
+        finally:
+            # A request that timed out while buffered must never be sent later.
+            self._buffer.pop(ref, None)
+            self._replies.pop(ref, None)
+
+    def _dispatch(self, frame: dict[str, Any]) -> None:
+        event = frame.get("event")
+        if event == Event.REPLY.value:
+            future = self._replies.get(str(frame.get("ref")))
+            if future is None or future.done():
+                return
+            payload = frame.get("payload") or {}
+            response = payload.get("response") or {}
+            if payload.get("status") == Status.OK.value:
+                future.set_result(response)
+            else:
+                future.set_exception(
+                    error_for(response.get("reason", "error"), response.get("detail", ""))
+                )
+            return
+        if event == Event.ERROR.value:
+            payload = frame.get("payload") or {}
+            log.warning("server error: %s %s", payload.get("reason"), payload.get("detail"))
+            return
+        sub = self.subscriptions.get(frame.get("topic", ""))
+        if sub is None:
+            return
+        if event == Event.MESSAGE.value:
+            sub._deliver(frame)
+        elif event == Event.PRESENCE_STATE.value:
+            sub._presence_state(frame.get("payload") or {})
+        elif event == Event.PRESENCE_DIFF.value:
+            sub._presence_diff(frame.get("payload") or {})
+        elif event == Event.CLOSE.value:
+            self._forget(sub)
+            sub._ended((frame.get("payload") or {}).get("reason"))
+
+    # -- topics -----------------------------------------------------------------------------------
+
+    async def join(
+        self,
+        topic: str,
+        *,
+        history: int = 0,
+        since: int | None = None,
+        params: dict[str, JSON] | None = None,
+        timeout: float | None = None,
+    ) -> AsyncSubscription:
+        """Join ``topic`` (once per connection: joining again returns the same subscription).
+
+        The newest ``history`` messages, or every retained one after ``since``,
+        are in ``messages`` on return; callbacks see what arrives after. Raises
+        :class:`JoinRejected` if the channel refuses.
+        """
+        await self.open()
+        existing = self.subscriptions.get(topic)
+        if existing is not None:
+            return existing
+        sub = AsyncSubscription(self, topic, params or {}, self.max_messages)
+        frame: dict[str, Any] = {"event": Event.JOIN.value, "topic": topic, "payload": sub.params}
+        if since is not None:
+            frame["since"] = since
+        elif history:
+            frame["history"] = history
+        # Registered first: presence_state and live messages follow the reply at once.
+        self.subscriptions[topic] = sub
+        try:
+            response = await self.request(frame, timeout)
+        except ChannelError:
+            self.subscriptions.pop(topic, None)
+            raise
+        sub._joined(response)
+        return sub
+
+    def _forget(self, sub: AsyncSubscription) -> None:
+        if self.subscriptions.get(sub.topic) is sub:
+            del self.subscriptions[sub.topic]
+        sub._ended(None)
+
+
+def aconnect(url: str | None = None, token: str | None = None, **options: Any) -> AsyncConnection:
+    """An :class:`AsyncConnection` (use ``async with``, or ``await conn.open()``)."""
+    return AsyncConnection(url, token, **options)

@@ -1,0 +1,201 @@
+"""The blocking client for kernels and scripts: the asyncio client on a background thread.
+
+Callbacks run on that thread, so they fire while the kernel's main thread is
+busy running a cell. Every call waits at most its timeout (10 s by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
+
+from ..message import Message
+from ..protocol import JSON
+from .aio import DEFAULT_TIMEOUT, AsyncConnection, AsyncSubscription, Callback
+from .errors import ReplyTimeout
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callback)
+
+#: Extra time the calling thread gives the background loop beyond a request's own timeout.
+_GRACE = 5.0
+
+
+class Subscription:
+    """A joined topic (blocking API): ``send``, ``on``, ``messages``, ``members``,
+    ``history``, ``leave``."""
+
+    def __init__(self, conn: Connection, sub: AsyncSubscription) -> None:
+        self._conn = conn
+        self._sub = sub
+        self.topic = sub.topic
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.topic!r} offset={self._sub.last_offset}>"
+
+    def send(self, subject: str, payload: JSON = None, *, timeout: float | None = None) -> int:
+        """Send a message; returns its offset once stored. Raises ``ChannelError``."""
+        return self._conn._call(self._sub.send(subject, payload, timeout=timeout), timeout)
+
+    def on(self, subject: str, callback: F | None = None) -> Any:
+        """Call ``callback(message)`` for each message with ``subject`` (``"*"``: every
+        one), on the client's thread. Usable as a decorator."""
+        return self._sub.on(subject, callback)
+
+    @property
+    def messages(self) -> list[Message]:
+        """The most recent messages received (at most 1000), oldest first."""
+        return self._conn._call(self._snapshot(lambda: list(self._sub.messages)), None)
+
+    @property
+    def members(self) -> dict[str, list[dict[str, Any]]]:
+        """Who is here: username -> one meta per connection."""
+        return self._conn._call(self._snapshot(lambda: self._sub.members), None)
+
+    @property
+    def last_offset(self) -> int:
+        return self._sub.last_offset
+
+    @property
+    def joined(self) -> bool:
+        return self._sub.joined
+
+    @staticmethod
+    async def _snapshot(read: Callable[[], T]) -> T:
+        return read()
+
+    def history(
+        self, limit: int = 50, before: int | None = None, *, timeout: float | None = None
+    ) -> list[Message]:
+        """The newest ``limit`` messages with an offset below ``before``, oldest first."""
+        return self._conn._call(self._sub.history(limit, before, timeout=timeout), timeout)
+
+    def leave(self, *, timeout: float | None = None) -> None:
+        """Unsubscribe from the topic."""
+        self._conn._call(self._sub.leave(timeout=timeout), timeout)
+
+
+class Connection:
+    """A connection (blocking API) with its own event loop on a daemon thread.
+
+    ``url`` is the channels endpoint or a server's http(s) URL; without it the
+    server is discovered. Raises ``ServerNotFound`` when there is none.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        **options: Any,
+    ) -> None:
+        self.timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="jupyter-channels", daemon=True
+        )
+        self._thread.start()
+        try:
+            self._aconn: AsyncConnection = self._call(
+                self._open(url, token, timeout=timeout, **options), timeout
+            )
+        except BaseException:
+            self._stop_loop()
+            raise
+        self.url = self._aconn.url
+
+    @staticmethod
+    async def _open(url: str | None, token: str | None, **options: Any) -> AsyncConnection:
+        return await AsyncConnection(url, token, **options).open()
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.url} {self._aconn.state}>"
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def state(self) -> str:
+        """``connected``, ``reconnecting`` or ``closed``."""
+        return self._aconn.state
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError(
+                "blocking jupyter_channels calls cannot run inside a callback; "
+                "use the asyncio API (jupyter_channels.aconnect) there"
+            )
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        wait = (self.timeout if timeout is None else timeout) + _GRACE
+        try:
+            return future.result(wait)
+        except FutureTimeout:
+            future.cancel()
+            raise ReplyTimeout("timeout", f"no answer within {wait} s") from None
+
+    def join(
+        self,
+        topic: str,
+        *,
+        history: int = 0,
+        since: int | None = None,
+        params: dict[str, JSON] | None = None,
+        timeout: float | None = None,
+    ) -> Subscription:
+        """Join ``topic``; see ``AsyncConnection.join``. Raises ``JoinRejected``."""
+        sub = self._call(
+            self._aconn.join(topic, history=history, since=since, params=params, timeout=timeout),
+            timeout,
+        )
+        return Subscription(self, sub)
+
+    def close(self) -> None:
+        """Close the connection and stop its thread."""
+        if not self._loop.is_closed() and self._thread.is_alive():
+            self._call(self._aconn.close(), None)
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+
+
+def connect(url: str | None = None, token: str | None = None, **options: Any) -> Connection:
+    """A blocking :class:`Connection`; without ``url`` the server is discovered."""
+    return Connection(url, token, **options)
+
+
+_default: Connection | None = None
+_default_lock = threading.Lock()
+
+
+def default_connection() -> Connection:
+    """The connection ``join`` uses: discovered on first use, shared by the process."""
+    global _default  # noqa: PLW0603 - one shared connection per process, made on demand
+    with _default_lock:
+        if _default is None or _default.state == "closed":
+            _default = Connection()
+        return _default
+
+
+def join(
+    topic: str,
+    *,
+    history: int = 0,
+    since: int | None = None,
+    params: dict[str, JSON] | None = None,
+    timeout: float | None = None,
+) -> Subscription:
+    """Join ``topic`` on the discovered server (one shared connection per process)."""
+    return default_connection().join(
+        topic, history=history, since=since, params=params, timeout=timeout
+    )
