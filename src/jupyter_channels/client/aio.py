@@ -23,6 +23,7 @@ import inspect
 import itertools
 import json
 import logging
+import os
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
@@ -233,7 +234,7 @@ class AsyncConnection:
         endpoint = resolve(url, token)
         self.url = endpoint.url
         self.token = endpoint.token
-        self.name = name
+        self.name = name or _session_name()
         self.timeout = timeout
         self.reconnect = reconnect
         self.max_backoff = max_backoff
@@ -528,6 +529,12 @@ class AsyncConnection:
         if self.subscriptions.get(sub.topic) is sub:
             del self.subscriptions[sub.topic]
         sub._ended(None)
+
+
+def _session_name() -> str | None:
+    """The notebook a kernel runs for (``JPY_SESSION_NAME``, set by Jupyter Server)."""
+    path = os.environ.get("JPY_SESSION_NAME")
+    return os.path.basename(path) if path else None
 
 
 def aconnect(url: str | None = None, token: str | None = None, **options: Any) -> AsyncConnection:

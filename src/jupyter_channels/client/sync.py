@@ -63,6 +63,11 @@ class Subscription:
     def joined(self) -> bool:
         return self._sub.joined
 
+    @property
+    def recovered(self) -> bool:
+        """Whether the last (re)join got every message since the previous one."""
+        return self._sub.recovered
+
     @staticmethod
     async def _snapshot(read: Callable[[], T]) -> T:
         return read()

@@ -1,0 +1,25 @@
+"""The benchmark scripts run end to end with tiny sizes, so they never rot (no timings checked)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+
+
+def test_the_kernel_rate_benchmark_runs_and_reports_both_publishers():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "kernel_rate.py"), "--messages", "40", "--runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0] == "kernel: 40 messages of ~200 B, medians of 1 runs"
+    for mode in ("blocking", "pipelined"):
+        (row,) = [line for line in lines if line.strip().startswith(mode)]
+        assert "published/s" in row
+        assert "received/s" in row
