@@ -155,6 +155,24 @@ def error_reason(reply: dict) -> str:
     return reply["payload"]["response"]["reason"]
 
 
+def wait_until(condition: Callable[[], Any], timeout: float = RECV_TIMEOUT) -> None:
+    """Poll ``condition`` until it is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {timeout} s: {condition}")
+        time.sleep(0.01)
+
+
+async def await_until(condition: Callable[[], Any], timeout: float = RECV_TIMEOUT) -> None:
+    """:func:`wait_until` for coroutines: polls without blocking the event loop."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {timeout} s: {condition}")
+        await asyncio.sleep(0.01)
+
+
 # -- spawned servers ------------------------------------------------------------------------------
 
 
@@ -165,14 +183,28 @@ def free_port() -> int:
 
 
 class SpawnedServer:
-    """A ``jupyter server`` subprocess with the extension, on a free port."""
+    """A ``jupyter server`` subprocess with the extension, on a free port.
 
-    def __init__(self, root: Path, history_path: Path, **traits: Any) -> None:
+    Pass ``port`` and ``token`` to restart "the same" server; ``env`` adds to the
+    environment it (and the kernels it starts) runs with.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        history_path: Path,
+        *,
+        port: int | None = None,
+        token: str | None = None,
+        env: dict[str, str] | None = None,
+        **traits: Any,
+    ) -> None:
         self.root = root
         self.history_path = history_path
         self.traits = traits
-        self.port = free_port()
-        self.token = "test-token-" + os.urandom(4).hex()
+        self.port = free_port() if port is None else port
+        self.token = token or "test-token-" + os.urandom(4).hex()
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = root / f"server-{self.port}.log"
 
@@ -195,7 +227,7 @@ class SpawnedServer:
             f"--ChannelsApp.history_path={self.history_path}",
         ]  # fmt: skip
         args += [f"--ChannelsApp.{k}={v}" for k, v in self.traits.items()]
-        env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.root / "runtime")}
+        env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.root / "runtime"), **self.env}
         self.root.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -224,6 +256,20 @@ class SpawnedServer:
                 self.proc.kill()
                 self.proc.wait(10)
         self.proc = None
+
+    def rest(self, method: str, path: str, body: Any = None) -> Any:
+        """A REST call to the server (``path`` relative to its root), authenticated with
+        its token; returns the parsed JSON answer."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.http_url + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as response:
+            raw = response.read()
+        return json.loads(raw) if raw else None
 
     async def connect(self, **headers: str) -> ChannelsClient:
         conn = await websocket_connect(

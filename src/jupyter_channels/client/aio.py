@@ -33,11 +33,11 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
-from ..constants import PING_TEXT, Event, Status
+from ..constants import PING_TEXT, ErrorCode, Event, Status
 from ..message import Message
 from ..protocol import JSON, dumps
 from .discovery import resolve
-from .errors import ChannelError, ConnectionLost, JoinRejected, ReplyTimeout, error_for
+from .errors import ChannelError, ConnectionLost, ReplyTimeout, error_for
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,9 @@ class AsyncSubscription:
         self.messages: collections.deque[Message] = collections.deque(maxlen=max_messages)
         self.joined = True
         self.close_reason: str | None = None
+        #: Set by the first join reply; a reconnect rejoins only confirmed subscriptions
+        #: (a join still waiting in the buffer is sent after the rejoin, as asked).
+        self._confirmed = False
         self._presence: dict[str, list[dict[str, Any]]] = {}
         self._handlers: list[tuple[str, Callback]] = []
         self._queues: list[asyncio.Queue[Message | None]] = []
@@ -178,14 +181,18 @@ class AsyncSubscription:
             log.error("async callback failed", exc_info=future.exception())
 
     def _joined(self, response: dict[str, Any]) -> None:
-        self.epoch = response.get("epoch")
+        self._confirmed = True
+        # A topic whose history restarted (a new store: a new epoch, or an offset behind
+        # ours) numbers from 1 again: reset before delivering, or its messages look seen.
+        epoch, offset = response.get("epoch"), response.get("offset")
+        if (self.epoch is not None and epoch != self.epoch) or (
+            isinstance(offset, int) and offset < self.last_offset
+        ):
+            self.last_offset = 0
+        self.epoch = epoch
         self.recovered = bool(response.get("recovered", True))
         for frame in response.get("messages", []):
             self._deliver(frame)
-        # A topic whose history restarted (a new store) numbers from 1 again.
-        offset = response.get("offset")
-        if isinstance(offset, int) and offset < self.last_offset:
-            self.last_offset = offset
 
     def _presence_state(self, state: dict[str, Any]) -> None:
         self._presence = {user: list(entry.get("metas", [])) for user, entry in state.items()}
@@ -262,7 +269,8 @@ class AsyncConnection:
 
     async def open(self) -> AsyncConnection:
         """Connect (once); raises :class:`ChannelError` if the server refuses."""
-        if self._ws is None and not self._closing:
+        # Only the first time: while reconnecting, the reconnect task owns the socket.
+        if self._ws is None and self.state == "connecting":
             self._ws = await self._connect()
             self._started(self._ws)
         return self
@@ -285,8 +293,10 @@ class AsyncConnection:
         ws, self._ws = self._ws, None
         if ws is not None:
             ws.close()
-        for task in list(self._tasks):
+        tasks = [task for task in self._tasks if task is not asyncio.current_task()]
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._fail_pending("the connection was closed")
         for sub in list(self.subscriptions.values()):
             sub._ended("the connection was closed")
@@ -375,6 +385,12 @@ class AsyncConnection:
             try:
                 ws = await self._connect()
             except ChannelError as e:
+                if e.code == ErrorCode.UNAUTHORIZED.value:
+                    # Retrying cannot help (e.g. a kernel token from before a server
+                    # restart): end everything so callers hear of it.
+                    log.warning("reconnecting to %s was refused: %s", self.url, e.detail)
+                    self._refused(e)
+                    return
                 log.debug("reconnect attempt %d failed: %s", attempt + 1, e)
                 continue
             self._ws = ws
@@ -384,8 +400,21 @@ class AsyncConnection:
             log.info("reconnected to %s", self.url)
             return
 
+    def _refused(self, error: ChannelError) -> None:
+        self.state = "closed"
+        self._buffer.clear()
+        replies, self._replies = self._replies, {}
+        for future in replies.values():
+            if not future.done():
+                future.set_exception(ChannelError(error.code, error.detail))
+        for sub in list(self.subscriptions.values()):
+            sub._ended(error.detail)
+        self.subscriptions.clear()
+
     async def _rejoin(self) -> None:
         for sub in list(self.subscriptions.values()):
+            if not sub._confirmed:
+                continue
             try:
                 response = await self._send_request(
                     {
@@ -396,14 +425,15 @@ class AsyncConnection:
                     },
                     self.timeout,
                 )
-            except JoinRejected as e:
-                log.warning("rejoining %s was refused: %s", sub.topic, e.detail)
+            except ConnectionLost as e:
+                log.info("rejoining %s failed: %s", sub.topic, e)
+                return  # the connection is gone again; the next reconnect retries
+            except ChannelError as e:
+                # Refused, failed or unanswered: this topic ends; the others still rejoin.
+                log.warning("rejoining %s failed: %s", sub.topic, e)
                 self._forget(sub)
                 sub._ended(e.detail)
                 continue
-            except ChannelError as e:
-                log.info("rejoining %s failed: %s", sub.topic, e)
-                return  # the connection is gone again; the next reconnect retries
             sub._joined(response)
 
     def _flush_buffer(self) -> None:

@@ -33,9 +33,9 @@ def websocket_url(url: str) -> str:
     scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
     if scheme is None or not parts.netloc:
         raise ValueError(f"not a server URL: {url!r} (expected http(s):// or ws(s)://)")
-    path = parts.path or "/"
-    if not path.rstrip("/").endswith(WS_PATH):
-        path = path.rstrip("/") + "/" + WS_PATH
+    path = parts.path.rstrip("/")
+    if not path.endswith(WS_PATH):
+        path += "/" + WS_PATH
     query = {k: v for k, v in parse_qs(parts.query).items() if k != "token"}
     return urlunsplit((scheme, parts.netloc, path, urlencode(query, doseq=True), ""))
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from ..message import Message
 from ..protocol import JSON
 from .aio import DEFAULT_TIMEOUT, AsyncConnection, AsyncSubscription, Callback
-from .errors import ReplyTimeout
+from .errors import ChannelError, ReplyTimeout
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callback)
@@ -62,6 +62,16 @@ class Subscription:
     @property
     def joined(self) -> bool:
         return self._sub.joined
+
+    @property
+    def epoch(self) -> str | None:
+        """The history epoch the server reported at the last (re)join."""
+        return self._sub.epoch
+
+    @property
+    def close_reason(self) -> str | None:
+        """Why the subscription ended (``joined`` is false), if the server or client said."""
+        return self._sub.close_reason
 
     @property
     def recovered(self) -> bool:
@@ -142,6 +152,10 @@ class Connection:
         wait = (self.timeout if timeout is None else timeout) + _GRACE
         try:
             return future.result(wait)
+        except ChannelError:
+            # Since Python 3.11 FutureTimeout is TimeoutError, which ReplyTimeout also is:
+            # the coroutine's own timeout must not be mistaken for the wait's.
+            raise
         except FutureTimeout:
             future.cancel()
             raise ReplyTimeout("timeout", f"no answer within {wait} s") from None

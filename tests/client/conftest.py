@@ -1,0 +1,57 @@
+"""Fixtures of the client tests: a spawned server that serves the test channels, and the
+URL and token of the in-process one."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..channels_fixture import CHANNELS
+from ..support import SpawnedServer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: Variables through which the client discovers a server by itself.
+DISCOVERY_ENV = ("JUPYTER_CHANNELS_URL", "JUPYTER_CHANNELS_TOKEN", "JPY_PARENT_PID")
+
+
+def spawn(root: Path, history_path: Path, **options: Any) -> SpawnedServer:
+    """A ``jupyter server`` subprocess serving the test channels (it imports ``tests``)."""
+    path = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return SpawnedServer(
+        root,
+        history_path,
+        env={"PYTHONPATH": os.pathsep.join(path)},
+        channels=json.dumps(CHANNELS),
+        **options,
+    )
+
+
+@pytest.fixture(scope="session")
+def spawned_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpawnedServer]:
+    """One spawned server shared by the tests that only need some server to talk to;
+    each of them uses its own topics."""
+    root = tmp_path_factory.mktemp("spawned")
+    server = spawn(root, root / "history.sqlite").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def server_url(jp_serverapp: Any, http_server: Any, jp_http_port: int, jp_base_url: str) -> str:
+    """The in-process server's http URL with its base_url (pytest-jupyter's ``/a%40b/``);
+    ``http_server`` makes it listen."""
+    return f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
+
+
+@pytest.fixture
+def server_token(jp_serverapp: Any) -> str:
+    """The in-process server's Jupyter token."""
+    return str(jp_serverapp.identity_provider.token)
