@@ -288,3 +288,20 @@ def _request(url: str, headers: dict[str, str]) -> Any:
     from tornado.httpclient import HTTPRequest
 
     return HTTPRequest(url, headers=headers, connect_timeout=30, request_timeout=30)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def spawn(
+    root: Path, history_path: Path, *, extra_path: tuple[Path, ...] = (), **options: Any
+) -> SpawnedServer:
+    """A ``jupyter server`` subprocess serving the test channels (it imports ``tests``)."""
+    path = [str(REPO_ROOT), *map(str, extra_path), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return SpawnedServer(
+        root,
+        history_path,
+        env={"PYTHONPATH": os.pathsep.join(path)},
+        channels=json.dumps(options.pop("channels", CHANNELS)),
+        **options,
+    )

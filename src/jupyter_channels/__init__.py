@@ -52,3 +52,10 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from .app import ChannelsApp
 
     return [{"module": "jupyter_channels", "app": ChannelsApp}]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext jupyter_channels``: the ``%%share``, ``%share`` and ``%channels`` magics."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)

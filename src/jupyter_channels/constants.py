@@ -58,6 +58,8 @@ class CloseCode(enum.IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    #: The broker lost the topic's history: reconnect and rejoin.
+    SERVICE_RESTART = 1012
     MESSAGE_TOO_BIG = 1009
     IDLE_TIMEOUT = 4000
     SLOW_CONSUMER = 4008
@@ -69,6 +71,13 @@ class Kind(str, enum.Enum):
     BROWSER = "browser"
     KERNEL = "kernel"
     SERVER = "server"
+
+
+class Subject(str, enum.Enum):
+    """The standard subjects the widget shows specially (any other is shown as JSON)."""
+
+    TEXT = "text"  # {"text"}
+    CELL = "cell"  # {"source", "language", "execution_count"?, "outputs"?, "notebook"?}
 
 
 #: The text frame the server sends every ``heartbeat_interval`` (Amber's liveness signal).

@@ -3,33 +3,15 @@ URL and token of the in-process one."""
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ..channels_fixture import CHANNELS
-from ..support import SpawnedServer
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from ..support import SpawnedServer, spawn
 
 #: Variables through which the client discovers a server by itself.
 DISCOVERY_ENV = ("JUPYTER_CHANNELS_URL", "JUPYTER_CHANNELS_TOKEN", "JPY_PARENT_PID")
-
-
-def spawn(root: Path, history_path: Path, **options: Any) -> SpawnedServer:
-    """A ``jupyter server`` subprocess serving the test channels (it imports ``tests``)."""
-    path = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return SpawnedServer(
-        root,
-        history_path,
-        env={"PYTHONPATH": os.pathsep.join(path)},
-        channels=json.dumps(CHANNELS),
-        **options,
-    )
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,7 @@ import pytest
 
 import jupyter_channels as jc
 
-from ..support import SpawnedServer, wait_until
-from .conftest import spawn
+from ..support import SpawnedServer, spawn, wait_until
 
 #: Each send's timeout; the server stays down longer, so some sends time out.
 SEND_TIMEOUT = 2.0

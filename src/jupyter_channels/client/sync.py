@@ -176,6 +176,20 @@ class Connection:
         )
         return Subscription(self, sub)
 
+    def recent(self, subject: str | None = None) -> list[Message]:
+        """The recent messages of every joined topic (with ``subject``), oldest first."""
+
+        async def collect() -> list[Message]:
+            messages = [
+                m
+                for sub in self._aconn.subscriptions.values()
+                for m in sub.messages
+                if subject is None or m.subject == subject
+            ]
+            return sorted(messages, key=lambda m: m.ts or 0)
+
+        return self._call(collect(), None)
+
     def close(self) -> None:
         """Close the connection and stop its thread."""
         if not self._loop.is_closed() and self._thread.is_alive():
@@ -195,6 +209,11 @@ def connect(url: str | None = None, token: str | None = None, **options: Any) ->
 
 _default: Connection | None = None
 _default_lock = threading.Lock()
+
+
+def existing_default_connection() -> Connection | None:
+    """The shared connection if it was made and is open, else ``None``."""
+    return _default if _default is not None and _default.state != "closed" else None
 
 
 def default_connection() -> Connection:
