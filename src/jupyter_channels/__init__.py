@@ -2,12 +2,13 @@
 
 Server side: subclass :class:`Channel` (raise :class:`Reject` to refuse a
 join) and register it with ``c.ChannelsApp.channels``. Kernels and scripts:
-``join`` / ``connect`` (blocking) and ``aconnect`` (asyncio).
+``join`` / ``connect`` (blocking) and ``aconnect`` (asyncio). Notebooks:
+``ChannelWidget`` (imported on first use; needs the ``widget`` extra, anywidget).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .channel import Channel, RebroadcastChannel, Reject
@@ -26,6 +27,9 @@ from .client import (
     join,
 )
 from .message import Message
+
+if TYPE_CHECKING:
+    from .widget import ChannelWidget as ChannelWidget
 
 __all__ = [
     "AsyncConnection",
@@ -46,6 +50,16 @@ __all__ = [
     "connect",
     "join",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ChannelWidget is imported on first use: importing jupyter_channels (the server
+    # extension, the client) must not need anywidget.
+    if name == "ChannelWidget":
+        from .widget import ChannelWidget
+
+        return ChannelWidget
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

@@ -145,6 +145,30 @@ async def test_messages_sent_while_disconnected_arrive_exactly_once_after_the_re
         assert inbox.last_offset == 7
 
 
+async def test_a_rejoin_does_not_replay_history_the_join_did_not_ask_for(
+    server_url, server_token, channels_app
+):
+    topic = "chat:no-replay"
+    async with (
+        jc.aconnect(server_url, server_token, max_backoff=0.2) as reader,
+        jc.aconnect(server_url, server_token) as writer,
+    ):
+        outbox = await writer.join(topic)
+        for n in range(3):
+            await outbox.send("text", {"n": n})
+        inbox = await reader.join(topic)  # history=0: nothing old wanted
+        assert inbox.last_offset == 3
+        received = []
+        inbox.on("*", lambda message: received.append(message.offset))
+
+        for client in list(channels_app.hub.clients.values()):
+            client.disconnect("dropped by the test")
+        await await_until(lambda: reader.state == "reconnecting")
+        await await_until(lambda: reader.state == writer.state == "connected")
+        assert await outbox.send("text", {"n": 3}) == 4
+        await await_until(lambda: received == [4])
+
+
 async def test_a_send_made_while_disconnected_is_buffered_and_sent_after_the_rejoin(
     server_url, server_token, channels_app, gated
 ):

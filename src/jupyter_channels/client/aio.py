@@ -193,6 +193,10 @@ class AsyncSubscription:
         self.recovered = bool(response.get("recovered", True))
         for frame in response.get("messages", []):
             self._deliver(frame)
+        # Everything up to the topic's offset at the join is history (delivered above, or
+        # not asked for): a rejoin must not replay it as new.
+        if isinstance(offset, int) and offset > self.last_offset:
+            self.last_offset = offset
 
     def _presence_state(self, state: dict[str, Any]) -> None:
         self._presence = {user: list(entry.get("metas", [])) for user, entry in state.items()}

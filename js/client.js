@@ -1,0 +1,938 @@
+// The browser client of jupyter-channels: one WebSocket per page and endpoint,
+// multiplexing every channel of the page.
+//
+//   const socket = getSocket("ws://localhost:8888/api/channels/websocket");
+//   const room = socket.channel("chat:lobby");
+//   const { messages } = await room.join({ history: 50 });
+//   room.on("text", (msg) => console.log(msg.from.name, msg.payload));
+//   await room.push("text", { text: "hi" });   // -> {offset}, once stored
+//   room.members;                               // {username: [meta, ...]}
+//   room.leave();
+//
+// After a dropped connection the socket reconnects with exponential backoff and
+// jitter (at most MAX_BACKOFF_MS), at once when the page becomes visible or the
+// browser comes back online, and rejoins every channel with `since` = the last
+// offset it saw; messages are deduplicated by offset. Pushes made while
+// disconnected wait in a bounded buffer, each with its own timeout. Every request
+// settles: the ok reply's response, or a ChannelError (an error reply, `timeout`,
+// or `unavailable` when the connection is lost or the buffer is full).
+//
+// The protocol is docs/protocol.md; reserved names are in constants.js.
+
+import {
+  DEFAULT_HEARTBEAT_INTERVAL,
+  DEFAULT_TIMEOUT_MS,
+  ErrorCode,
+  Event,
+  MAX_BACKOFF_MS,
+  MAX_BUFFERED,
+  PING_TEXT,
+  Status,
+} from "./constants.js";
+
+/** @typedef {{id: string, user: string, name: string, kind: string}} Sender */
+/**
+ * A message of a topic, as the server sends it.
+ * @typedef {object} Message
+ * @property {string} topic
+ * @property {string} subject
+ * @property {unknown} payload
+ * @property {number | null} offset null for a push (one client only, never stored)
+ * @property {number} ts milliseconds since the epoch
+ * @property {Sender} from stamped by the server
+ */
+/**
+ * One connection of a user in a topic (Phoenix Presence's meta).
+ * @typedef {object} Meta
+ * @property {string} id
+ * @property {string} kind
+ * @property {string} name
+ * @property {string | null} initials
+ * @property {string | null} color
+ * @property {number} online_at
+ * @property {string} phx_ref
+ */
+/** @typedef {Record<string, Meta[]>} Members username -> one meta per connection */
+/** @typedef {{offset: number, epoch: string | null, recovered: boolean, messages: Message[]}} JoinResponse */
+/** @typedef {"connecting" | "connected" | "reconnecting" | "offline" | "closed"} ConnectionState */
+/** @typedef {Record<string, unknown>} Frame */
+
+/**
+ * The part of the WebSocket API the client uses (a fake in the unit tests).
+ * @typedef {object} WebSocketLike
+ * @property {number} readyState
+ * @property {(data: string) => void} send
+ * @property {(code?: number, reason?: string) => void} close
+ * @property {((event: any) => void) | null} onopen
+ * @property {((event: any) => void) | null} onclose
+ * @property {((event: any) => void) | null} onerror
+ * @property {((event: {data: unknown}) => void) | null} onmessage
+ */
+/** @typedef {new (url: string) => WebSocketLike} WebSocketFactory */
+/**
+ * Timers (a fake clock in the unit tests).
+ * @typedef {object} Clock
+ * @property {(fn: () => void, ms: number) => unknown} setTimeout
+ * @property {(handle: unknown) => void} clearTimeout
+ */
+/**
+ * Where "online", "offline" and "visible" come from (window and document in a browser).
+ * @typedef {object} Environment
+ * @property {() => boolean} online
+ * @property {(listener: (what: "online" | "offline" | "visible") => void) => () => void} subscribe
+ */
+/**
+ * @typedef {object} SocketOptions
+ * @property {string} [token] sent as `?token=`; without it the same-origin cookie authenticates
+ * @property {number} [timeout] ms every request waits for its reply (default 10 s)
+ * @property {number} [heartbeatInterval] ms between heartbeats (default 30 s; 0: none)
+ * @property {number} [maxBackoff] ms, the longest wait between reconnect attempts
+ * @property {number} [maxBuffered] pushes held while disconnected
+ * @property {WebSocketFactory} [WebSocket]
+ * @property {Clock} [clock]
+ * @property {() => number} [random] in [0, 1): the backoff's jitter
+ * @property {Environment} [env]
+ */
+
+const OPEN = 1;
+/** The first reconnect waits about this long; each failed attempt doubles it. */
+const BASE_BACKOFF_MS = 250;
+/** Received messages each topic keeps for late joiners on the same page. */
+const KEPT_MESSAGES = 1000;
+
+/** An error reply, a timeout (`reason` "timeout") or a lost connection ("unavailable"). */
+export class ChannelError extends Error {
+  /**
+   * @param {string} reason an error code (constants.ErrorCode)
+   * @param {string} detail text for people
+   */
+  constructor(reason, detail) {
+    super(`${reason}: ${detail}`);
+    this.name = "ChannelError";
+    this.reason = reason;
+    this.detail = detail;
+  }
+}
+
+/** @returns {Environment} the page's window and document, or nothing outside a browser */
+export function browserEnvironment() {
+  const win = typeof window === "undefined" ? null : window;
+  const doc = typeof document === "undefined" ? null : document;
+  return {
+    online: () => (typeof navigator === "undefined" ? true : navigator.onLine !== false),
+    subscribe(listener) {
+      const online = () => listener("online");
+      const offline = () => listener("offline");
+      const visible = () => {
+        if (doc?.visibilityState === "visible") listener("visible");
+      };
+      win?.addEventListener("online", online);
+      win?.addEventListener("offline", offline);
+      doc?.addEventListener("visibilitychange", visible);
+      return () => {
+        win?.removeEventListener("online", online);
+        win?.removeEventListener("offline", offline);
+        doc?.removeEventListener("visibilitychange", visible);
+      };
+    },
+  };
+}
+
+/** @type {Clock} */
+const realClock = {
+  setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+  clearTimeout: (handle) => globalThis.clearTimeout(/** @type {any} */ (handle)),
+};
+
+/**
+ * @template T
+ * @typedef {object} Pending
+ * @property {(value: T) => void} resolve
+ * @property {(error: ChannelError) => void} reject
+ * @property {string} text the frame, ready to send
+ * @property {boolean} sent false while it waits in the buffer
+ * @property {unknown} timer
+ */
+
+/** One WebSocket to one endpoint, shared by every channel that uses it. */
+export class Socket {
+  /**
+   * @param {string} url the endpoint, `ws(s)://host/{base_url}api/channels/websocket`
+   * @param {SocketOptions} [options]
+   */
+  constructor(url, options = {}) {
+    const endpoint = new URL(url);
+    if (options.token) endpoint.searchParams.set("token", options.token);
+    this.url = endpoint.href;
+    this.timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
+    this.heartbeatInterval = options.heartbeatInterval ?? DEFAULT_HEARTBEAT_INTERVAL * 1000;
+    this.maxBackoff = options.maxBackoff ?? MAX_BACKOFF_MS;
+    this.maxBuffered = options.maxBuffered ?? MAX_BUFFERED;
+    this._WebSocket = options.WebSocket ?? /** @type {WebSocketFactory} */ (globalThis.WebSocket);
+    this._clock = options.clock ?? realClock;
+    this._random = options.random ?? Math.random;
+    this._env = options.env ?? browserEnvironment();
+    /** @type {ConnectionState} */
+    this.state = "connecting";
+    /** @type {WebSocketLike | null} */
+    this._ws = null;
+    this._nextRef = 1;
+    /** @type {Map<string, Pending<any>>} */
+    this._pending = new Map();
+    /** @type {string[]} refs of requests waiting for a connection, oldest first */
+    this._buffer = [];
+    /** @type {Map<string, (reply: Frame) => void>} join replies, by ref */
+    this._joins = new Map();
+    /** @type {Map<string, Topic>} */
+    this._topics = new Map();
+    /** @type {Set<(state: ConnectionState) => void>} */
+    this._stateListeners = new Set();
+    this._attempt = 0;
+    /** @type {unknown} */
+    this._reconnectTimer = null;
+    /** @type {unknown} */
+    this._heartbeatTimer = null;
+    this._closed = false;
+    this._unsubscribeEnv = this._env.subscribe((what) => this._onEnvironment(what));
+    this._open();
+  }
+
+  /** Whether the WebSocket is open. */
+  get connected() {
+    return this.state === "connected";
+  }
+
+  /** Whether no channel uses this socket (every handle left). */
+  get idle() {
+    return this._topics.size === 0;
+  }
+
+  /**
+   * Call `listener(state)` on every change of the connection state.
+   * @param {(state: ConnectionState) => void} listener
+   * @returns {() => void} removes the listener
+   */
+  onState(listener) {
+    this._stateListeners.add(listener);
+    return () => this._stateListeners.delete(listener);
+  }
+
+  /**
+   * A handle on `topic`; call `join()` on it. Handles of one topic share one
+   * subscription (the first handle's `params` are the join payload).
+   * @param {string} topic
+   * @param {Record<string, unknown>} [params] the join payload (`handle_joined`'s `message.payload`)
+   */
+  channel(topic, params = {}) {
+    let state = this._topics.get(topic);
+    if (!state) {
+      state = new Topic(this, topic, params);
+      this._topics.set(topic, state);
+    }
+    return new Channel(state);
+  }
+
+  /** Close for good: leave nothing to reconnect; pending requests fail with `unavailable`. */
+  close() {
+    this._closed = true;
+    this._unsubscribeEnv();
+    this._clock.clearTimeout(this._reconnectTimer);
+    this._stopHeartbeat();
+    const ws = this._ws;
+    this._ws = null;
+    if (ws) {
+      detach(ws);
+      ws.close(1000, "closed by the client");
+    }
+    this._failPending(true, "the connection was closed");
+    for (const topic of this._topics.values()) topic._ended("the connection was closed");
+    this._topics.clear();
+    this._setState("closed");
+  }
+
+  // -- connection ----------------------------------------------------------------------------
+
+  _open() {
+    if (this._closed || this._ws) return;
+    this._clock.clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = null;
+    let ws;
+    try {
+      ws = new this._WebSocket(this.url);
+    } catch (error) {
+      this._lost(String(error));
+      return;
+    }
+    this._ws = ws;
+    ws.onopen = () => this._opened(ws);
+    ws.onmessage = (event) => {
+      if (ws === this._ws && typeof event.data === "string") this._receive(event.data);
+    };
+    ws.onerror = () => {};
+    ws.onclose = () => {
+      if (ws === this._ws) this._lost("closed");
+    };
+  }
+
+  /** @param {WebSocketLike} ws */
+  _opened(ws) {
+    if (ws !== this._ws) return;
+    this._attempt = 0;
+    this._setState("connected");
+    // Joins first: the server handles a connection's frames in order, so buffered
+    // pushes reach topics that are joined again.
+    for (const topic of this._topics.values()) {
+      if (topic.wanted) this._sendJoin(topic);
+    }
+    for (const ref of this._buffer.splice(0)) {
+      const pending = this._pending.get(ref);
+      if (pending) {
+        pending.sent = true;
+        ws.send(pending.text);
+      }
+    }
+    this._startHeartbeat(ws);
+  }
+
+  /** @param {string} why */
+  _lost(why) {
+    const ws = this._ws;
+    this._ws = null;
+    if (ws) detach(ws);
+    this._stopHeartbeat();
+    this._joins.clear();
+    for (const topic of this._topics.values()) topic.joined = false;
+    this._failPending(false, `connection lost (${why})`);
+    if (this._closed) return;
+    this._setState(this._env.online() ? "reconnecting" : "offline");
+    const delay = Math.min(this.maxBackoff, BASE_BACKOFF_MS * 2 ** this._attempt);
+    this._attempt += 1;
+    this._clock.clearTimeout(this._reconnectTimer);
+    // Jitter: between half and all of the delay, so pages do not come back in lockstep.
+    this._reconnectTimer = this._clock.setTimeout(
+      () => this._open(),
+      delay * (0.5 + this._random() / 2),
+    );
+  }
+
+  /** @param {"online" | "offline" | "visible"} what */
+  _onEnvironment(what) {
+    if (this._closed) return;
+    if (what === "offline") {
+      if (this.connected) this._heartbeat(); // a dead connection shows up within `timeout`
+      else this._setState("offline");
+      return;
+    }
+    if (!this._ws) {
+      this._attempt = 0;
+      this._setState("reconnecting");
+      this._open();
+    } else if (what === "online" && this.connected) {
+      this._heartbeat();
+    }
+  }
+
+  /** @param {ConnectionState} state */
+  _setState(state) {
+    if (state === this.state) return;
+    this.state = state;
+    for (const listener of [...this._stateListeners]) {
+      try {
+        listener(state);
+      } catch (error) {
+        console.error("jupyter-channels: a state listener failed", error);
+      }
+    }
+  }
+
+  /** @param {WebSocketLike} ws */
+  _startHeartbeat(ws) {
+    if (this.heartbeatInterval <= 0) return;
+    const beat = () => {
+      if (ws !== this._ws) return;
+      this._heartbeat();
+      this._heartbeatTimer = this._clock.setTimeout(beat, this.heartbeatInterval);
+    };
+    this._heartbeatTimer = this._clock.setTimeout(beat, this.heartbeatInterval);
+  }
+
+  _stopHeartbeat() {
+    this._clock.clearTimeout(this._heartbeatTimer);
+    this._heartbeatTimer = null;
+  }
+
+  /** A heartbeat; no reply within `timeout` means the connection is dead. */
+  _heartbeat() {
+    const ws = this._ws;
+    this.request({ event: Event.HEARTBEAT }, { buffer: false }).catch((error) => {
+      if (ws === this._ws && error.reason === ErrorCode.TIMEOUT) {
+        ws?.close(1000, "heartbeat timeout");
+        this._lost("heartbeat timeout");
+      }
+    });
+  }
+
+  // -- frames --------------------------------------------------------------------------------
+
+  /** @param {string} text */
+  _receive(text) {
+    if (text === PING_TEXT) return;
+    /** @type {any} */
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      console.warn("jupyter-channels: a frame that is not JSON", text.slice(0, 200));
+      return;
+    }
+    if (!frame || typeof frame !== "object") return;
+    switch (frame.event) {
+      case Event.REPLY: {
+        const ref = String(frame.ref);
+        const join = this._joins.get(ref);
+        if (join) {
+          this._joins.delete(ref);
+          join(frame);
+          return;
+        }
+        const pending = this._pending.get(ref);
+        if (!pending) return;
+        this._settle(ref);
+        const payload = frame.payload ?? {};
+        const response = payload.response ?? {};
+        if (payload.status === Status.OK) pending.resolve(response);
+        else pending.reject(new ChannelError(response.reason ?? "error", response.detail ?? ""));
+        return;
+      }
+      case Event.ERROR:
+        console.warn("jupyter-channels: server error", frame.payload);
+        return;
+      default:
+        this._topics.get(frame.topic)?._receive(frame);
+    }
+  }
+
+  /** @param {Topic} topic */
+  _sendJoin(topic) {
+    const ws = this._ws;
+    if (!ws || !this.connected) return;
+    const ref = String(this._nextRef++);
+    this._joins.set(ref, (reply) => topic._onJoinReply(reply));
+    ws.send(JSON.stringify({ event: Event.JOIN, topic: topic.name, ref, ...topic.joinFields() }));
+  }
+
+  /**
+   * Send a frame with a fresh `ref`; resolves with the ok reply's `response`.
+   * While disconnected the frame waits in the buffer (unless `buffer` is false).
+   * @param {Frame} frame
+   * @param {{timeout?: number, buffer?: boolean}} [options]
+   * @returns {Promise<any>}
+   */
+  request(frame, { timeout, buffer = true } = {}) {
+    return new Promise((resolve, reject) => {
+      if (this._closed) {
+        reject(new ChannelError(ErrorCode.UNAVAILABLE, "the connection is closed"));
+        return;
+      }
+      const ref = String(this._nextRef++);
+      const text = JSON.stringify({ ...frame, ref });
+      const ws = this._ws;
+      const now = ws !== null && this.connected && ws.readyState === OPEN;
+      if (!now && (!buffer || this._buffer.length >= this.maxBuffered)) {
+        const why = buffer ? `${this.maxBuffered} messages are waiting` : "not connected";
+        reject(new ChannelError(ErrorCode.UNAVAILABLE, `disconnected, and ${why}`));
+        return;
+      }
+      const wait = timeout ?? this.timeout;
+      const timer = this._clock.setTimeout(() => {
+        // A request that timed out while buffered is never sent later.
+        this._settle(ref);
+        reject(new ChannelError(ErrorCode.TIMEOUT, `no reply within ${wait / 1000} s`));
+      }, wait);
+      this._pending.set(ref, { resolve, reject, text, sent: now, timer });
+      if (now) ws.send(text);
+      else this._buffer.push(ref);
+    });
+  }
+
+  /** @param {string} ref */
+  _settle(ref) {
+    const pending = this._pending.get(ref);
+    if (!pending) return;
+    this._clock.clearTimeout(pending.timer);
+    this._pending.delete(ref);
+    const index = this._buffer.indexOf(ref);
+    if (index >= 0) this._buffer.splice(index, 1);
+  }
+
+  /**
+   * Reject requests that were sent on a lost connection (their reply will never
+   * come; they may or may not have been handled), and with `all` the buffered ones.
+   * @param {boolean} all
+   * @param {string} why
+   */
+  _failPending(all, why) {
+    for (const [ref, pending] of [...this._pending]) {
+      if (pending.sent || all) {
+        this._settle(ref);
+        pending.reject(new ChannelError(ErrorCode.UNAVAILABLE, why));
+      }
+    }
+  }
+
+  /** @param {Topic} topic */
+  _forget(topic) {
+    if (this._topics.get(topic.name) === topic) this._topics.delete(topic.name);
+  }
+}
+
+/** @param {WebSocketLike} ws */
+function detach(ws) {
+  ws.onopen = ws.onmessage = ws.onclose = null;
+  ws.onerror = () => {};
+}
+
+/**
+ * The subscription to one topic, shared by its Channel handles: the offset seen,
+ * presence, the recent messages.
+ */
+class Topic {
+  /**
+   * @param {Socket} socket
+   * @param {string} name
+   * @param {Record<string, unknown>} params
+   */
+  constructor(socket, name, params) {
+    this.socket = socket;
+    this.name = name;
+    this.params = params;
+    /** The highest offset received; a rejoin asks for everything after it. */
+    this.lastOffset = 0;
+    /** @type {string | null} */
+    this.epoch = null;
+    this.recovered = true;
+    /** Whether the server has this connection in the topic (a join reply came, ok). */
+    this.joined = false;
+    /** Whether a handle wants to be in the topic: (re)joined on every connect. */
+    this.wanted = false;
+    /** The `history` of the first join, used until one join succeeded. */
+    this.history = 0;
+    /** @type {number | null} */
+    this.since = null;
+    /** @type {Members} */
+    this.members = {};
+    /** @type {Message[]} */
+    this.messages = [];
+    /** @type {Set<Channel>} */
+    this.handles = new Set();
+    /**
+     * Handles waiting for the join reply.
+     * @type {{options: {history?: number, since?: number}, resolve: (r: JoinResponse) => void, reject: (e: ChannelError) => void}[]}
+     */
+    this._waiters = [];
+  }
+
+  /** The optional fields of the join frame: `since` after a first join, else `history`. */
+  joinFields() {
+    /** @type {Frame} */
+    const fields = { payload: this.params };
+    if (this.epoch !== null) fields.since = this.lastOffset;
+    else if (this.since !== null) fields.since = this.since;
+    else if (this.history > 0) fields.history = this.history;
+    return fields;
+  }
+
+  /**
+   * @param {Channel} handle
+   * @param {{history?: number, since?: number}} options
+   * @returns {Promise<JoinResponse>}
+   */
+  join(handle, options) {
+    this.handles.add(handle);
+    if (this.joined) return Promise.resolve(this._answer(options));
+    const wait = new Promise((resolve, reject) => this._waiters.push({ options, resolve, reject }));
+    if (!this.wanted) {
+      this.wanted = true;
+      this.history = options.history ?? 0;
+      this.since = options.since ?? null;
+      this.socket._sendJoin(this);
+    }
+    return /** @type {Promise<JoinResponse>} */ (wait);
+  }
+
+  /**
+   * A join response from what this page holds: for handles that join a topic
+   * another handle joined first.
+   * @param {{history?: number, since?: number}} options
+   * @returns {JoinResponse}
+   */
+  _answer({ history = 0, since }) {
+    const messages =
+      since === undefined
+        ? this.messages.slice(Math.max(0, this.messages.length - history))
+        : this.messages.filter((m) => m.offset !== null && m.offset > since);
+    return { offset: this.lastOffset, epoch: this.epoch, recovered: this.recovered, messages };
+  }
+
+  /** @param {Frame} reply */
+  _onJoinReply(reply) {
+    const payload = /** @type {any} */ (reply.payload ?? {});
+    const response = payload.response ?? {};
+    if (!this.wanted) return; // left while the join was on its way
+    if (payload.status !== Status.OK) {
+      const error = new ChannelError(response.reason ?? "error", response.detail ?? "");
+      this.wanted = false;
+      this.socket._forget(this);
+      for (const waiter of this._waiters.splice(0)) waiter.reject(error);
+      this._ended(error.detail || error.reason);
+      return;
+    }
+    const rejoin = this.epoch !== null;
+    const reset = rejoin && response.epoch !== this.epoch;
+    if (reset) {
+      // A different history store: its offsets are not ours.
+      this.lastOffset = 0;
+      this.messages = [];
+    }
+    this.epoch = response.epoch ?? "";
+    this.recovered = response.recovered !== false;
+    this.joined = true;
+    /** @type {Message[]} */
+    const messages = Array.isArray(response.messages) ? response.messages : [];
+    for (const handle of this.handles) handle._emitJoin({ rejoin, reset, recovered: this.recovered });
+    const fresh = messages.filter((m) => this._keep(m));
+    if (typeof response.offset === "number") this.lastOffset = response.offset;
+    if (rejoin) {
+      for (const message of fresh) this._emit(message);
+    }
+    for (const waiter of this._waiters.splice(0)) waiter.resolve(this._answer(waiter.options));
+  }
+
+  /**
+   * Record a message unless its offset was seen; returns whether it is new.
+   * @param {Message} message
+   */
+  _keep(message) {
+    const offset = message.offset;
+    if (typeof offset === "number") {
+      if (offset <= this.lastOffset) return false;
+      this.lastOffset = offset;
+    }
+    this.messages.push(message);
+    if (this.messages.length > KEPT_MESSAGES) this.messages.splice(0, this.messages.length - KEPT_MESSAGES);
+    return true;
+  }
+
+  /** @param {Message} message */
+  _emit(message) {
+    for (const handle of [...this.handles]) handle._emitMessage(message);
+  }
+
+  /** @param {any} frame */
+  _receive(frame) {
+    switch (frame.event) {
+      case Event.MESSAGE:
+        if (this.joined && this._keep(frame)) this._emit(frame);
+        return;
+      case Event.PRESENCE_STATE:
+        this.members = {};
+        for (const [user, entry] of Object.entries(frame.payload ?? {})) {
+          this.members[user] = [...(/** @type {any} */ (entry)?.metas ?? [])];
+        }
+        break;
+      case Event.PRESENCE_DIFF:
+        this.members = applyDiff(this.members, frame.payload ?? {});
+        break;
+      case Event.CLOSE:
+        this.wanted = false;
+        this.socket._forget(this);
+        this._ended(frame.payload?.reason ?? "closed by the server");
+        return;
+      default:
+        return;
+    }
+    for (const handle of [...this.handles]) handle._emitPresence(this.members);
+  }
+
+  /** @param {string} reason */
+  _ended(reason) {
+    this.joined = false;
+    for (const waiter of this._waiters.splice(0)) {
+      waiter.reject(new ChannelError(ErrorCode.UNAVAILABLE, reason));
+    }
+    for (const handle of [...this.handles]) handle._emitClose(reason);
+    this.handles.clear();
+  }
+
+  /**
+   * @param {Channel} handle
+   * @param {number | undefined} timeout
+   */
+  async leave(handle, timeout) {
+    this.handles.delete(handle);
+    if (this.handles.size > 0 || !this.wanted) return;
+    this.wanted = false;
+    this.joined = false;
+    this.socket._forget(this);
+    if (this.socket.connected) {
+      await this.socket.request({ event: Event.LEAVE, topic: this.name }, { timeout, buffer: false });
+    }
+  }
+}
+
+/**
+ * Apply a `presence_diff` payload (Phoenix Presence's joins/leaves) to `members`.
+ * @param {Members} members
+ * @param {{joins?: Record<string, {metas?: Meta[]}>, leaves?: Record<string, {metas?: Meta[]}>}} diff
+ * @returns {Members}
+ */
+export function applyDiff(members, diff) {
+  /** @type {Members} */
+  const next = { ...members };
+  for (const [user, entry] of Object.entries(diff.leaves ?? {})) {
+    const gone = new Set((entry.metas ?? []).map((meta) => meta.phx_ref));
+    const left = (next[user] ?? []).filter((meta) => !gone.has(meta.phx_ref));
+    if (left.length) next[user] = left;
+    else delete next[user];
+  }
+  for (const [user, entry] of Object.entries(diff.joins ?? {})) {
+    const known = new Set((next[user] ?? []).map((meta) => meta.phx_ref));
+    const fresh = (entry.metas ?? []).filter((meta) => !known.has(meta.phx_ref));
+    next[user] = [...(next[user] ?? []), ...fresh];
+  }
+  return next;
+}
+
+/**
+ * A handle on a topic: join it, push into it, listen to it, see who is here.
+ * Listeners registered on a handle are removed when it leaves.
+ */
+export class Channel {
+  /** @param {Topic} topic */
+  constructor(topic) {
+    this._topic = topic;
+    this.topic = topic.name;
+    /** @type {Map<string, Set<(message: Message) => void>>} */
+    this._listeners = new Map();
+    /** @type {Set<(members: Members) => void>} */
+    this._presenceListeners = new Set();
+    /** @type {Set<(info: {rejoin: boolean, reset: boolean, recovered: boolean}) => void>} */
+    this._joinListeners = new Set();
+    /** @type {Set<(reason: string) => void>} */
+    this._closeListeners = new Set();
+    this._left = false;
+  }
+
+  /** Who is here: username -> one meta per connection. */
+  get members() {
+    return this._topic.members;
+  }
+
+  /** The highest offset this page received in the topic. */
+  get lastOffset() {
+    return this._topic.lastOffset;
+  }
+
+  /** Whether the last (re)join got every message since the previous one. */
+  get recovered() {
+    return this._topic.recovered;
+  }
+
+  /** Whether the topic is joined now (false while reconnecting). */
+  get joined() {
+    return this._topic.joined && this.socketConnected;
+  }
+
+  get socketConnected() {
+    return this._topic.socket.connected;
+  }
+
+  /**
+   * Join the topic. Resolves with the join reply's response, whose `messages` are the
+   * newest `history` ones (or every one after `since`); `on` listeners see what
+   * arrives after. Rejects with a ChannelError (`join_rejected`, `timeout`, ...).
+   * The socket rejoins on every reconnect until `leave()`.
+   * @param {{history?: number, since?: number, timeout?: number}} [options]
+   * @returns {Promise<JoinResponse>}
+   */
+  join(options = {}) {
+    if (this._left) return Promise.reject(new ChannelError(ErrorCode.NOT_JOINED, "left"));
+    const socket = this._topic.socket;
+    const wait = options.timeout ?? socket.timeout;
+    return new Promise((resolve, reject) => {
+      const timer = socket._clock.setTimeout(() => {
+        reject(new ChannelError(ErrorCode.TIMEOUT, `no join reply within ${wait / 1000} s`));
+      }, wait);
+      this._topic.join(this, options).then(
+        (response) => {
+          socket._clock.clearTimeout(timer);
+          resolve(response);
+        },
+        (error) => {
+          socket._clock.clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /**
+   * Send a message into the topic. Resolves with the ok reply's response
+   * (`{offset}` once stored); rejects with a ChannelError on an error reply, after
+   * `timeout` ms (default 10 s), or when the connection is lost after sending.
+   * While disconnected the message waits in the socket's buffer.
+   * @param {string} subject
+   * @param {unknown} [payload]
+   * @param {{timeout?: number}} [options]
+   * @returns {Promise<Record<string, unknown>>}
+   */
+  push(subject, payload = {}, options = {}) {
+    if (this._left || !this._topic.wanted) {
+      return Promise.reject(new ChannelError(ErrorCode.NOT_JOINED, `not joined to '${this.topic}'`));
+    }
+    return this._topic.socket.request(
+      { event: Event.MESSAGE, topic: this.topic, subject, payload },
+      options,
+    );
+  }
+
+  /**
+   * The newest `limit` messages with an offset below `before`, oldest first.
+   * @param {{limit?: number, before?: number, timeout?: number}} [options]
+   * @returns {Promise<Message[]>}
+   */
+  async history({ limit, before, timeout } = {}) {
+    /** @type {Record<string, number>} */
+    const payload = {};
+    if (limit !== undefined) payload.limit = limit;
+    if (before !== undefined) payload.before = before;
+    const response = await this._topic.socket.request(
+      { event: Event.HISTORY, topic: this.topic, payload },
+      { timeout, buffer: false },
+    );
+    return response.messages ?? [];
+  }
+
+  /**
+   * Call `callback(message)` for each message with `subject` (`"*"`: every one).
+   * @param {string} subject
+   * @param {(message: Message) => void} callback
+   * @returns {() => void} removes the listener
+   */
+  on(subject, callback) {
+    let set = this._listeners.get(subject);
+    if (!set) this._listeners.set(subject, (set = new Set()));
+    set.add(callback);
+    return () => set.delete(callback);
+  }
+
+  /**
+   * Call `callback(members)` whenever presence changes.
+   * @param {(members: Members) => void} callback
+   * @returns {() => void}
+   */
+  onPresence(callback) {
+    this._presenceListeners.add(callback);
+    return () => this._presenceListeners.delete(callback);
+  }
+
+  /**
+   * Call `callback(info)` on every ok join reply, before its messages are delivered:
+   * `rejoin` after a reconnect, `reset` when the history store changed (offsets
+   * start over: drop what you show), `recovered` false when messages were lost.
+   * @param {(info: {rejoin: boolean, reset: boolean, recovered: boolean}) => void} callback
+   * @returns {() => void}
+   */
+  onJoin(callback) {
+    this._joinListeners.add(callback);
+    return () => this._joinListeners.delete(callback);
+  }
+
+  /**
+   * Call `callback(reason)` when the subscription ends without `leave()`: the join
+   * was refused, or the server closed it.
+   * @param {(reason: string) => void} callback
+   * @returns {() => void}
+   */
+  onClose(callback) {
+    this._closeListeners.add(callback);
+    return () => this._closeListeners.delete(callback);
+  }
+
+  /**
+   * Leave: the topic is left on the server once no handle of this page holds it.
+   * @param {{timeout?: number}} [options]
+   */
+  async leave({ timeout } = {}) {
+    if (this._left) return;
+    this._left = true;
+    this._clearListeners();
+    await this._topic.leave(this, timeout);
+  }
+
+  _clearListeners() {
+    this._listeners.clear();
+    this._presenceListeners.clear();
+    this._joinListeners.clear();
+    this._closeListeners.clear();
+  }
+
+  /** @param {Message} message */
+  _emitMessage(message) {
+    const subject = message.subject;
+    for (const key of [subject, "*"]) {
+      for (const callback of [...(this._listeners.get(key) ?? [])]) {
+        guard(() => callback(message));
+      }
+    }
+  }
+
+  /** @param {Members} members */
+  _emitPresence(members) {
+    for (const callback of [...this._presenceListeners]) guard(() => callback(members));
+  }
+
+  /** @param {{rejoin: boolean, reset: boolean, recovered: boolean}} info */
+  _emitJoin(info) {
+    for (const callback of [...this._joinListeners]) guard(() => callback(info));
+  }
+
+  /** @param {string} reason */
+  _emitClose(reason) {
+    const listeners = [...this._closeListeners];
+    this._left = true;
+    this._clearListeners();
+    for (const callback of listeners) guard(() => callback(reason));
+  }
+}
+
+/** A listener's exception is logged; delivery to the others goes on. @param {() => void} fn */
+function guard(fn) {
+  try {
+    fn();
+  } catch (error) {
+    console.error("jupyter-channels: a listener failed", error);
+  }
+}
+
+const REGISTRY = Symbol.for("jupyter_channels.sockets.v1");
+
+/**
+ * The page's socket for `url`, made on first use. Shared through `globalThis`, so
+ * every widget on the page (each may load its own copy of this module) uses one
+ * WebSocket per endpoint.
+ * @param {string} url
+ * @param {SocketOptions} [options] used when the socket is made
+ * @returns {Socket}
+ */
+export function getSocket(url, options = {}) {
+  const global = /** @type {any} */ (globalThis);
+  /** @type {Map<string, Socket>} */
+  const sockets = (global[REGISTRY] ??= new Map());
+  let socket = sockets.get(url);
+  if (!socket || socket.state === "closed") {
+    socket = new Socket(url, options);
+    sockets.set(url, socket);
+  }
+  return socket;
+}

@@ -1,0 +1,64 @@
+// The widget's pure parts: where the page's endpoint is, which images are shown.
+// node --test js/tests/
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+
+import { pageEndpoint, pngData } from "../widget.js";
+
+/**
+ * A document holding `#jupyter-config-data` with `config` (or none).
+ * @param {string} baseURI
+ * @param {unknown} [config] an object, or a string taken as the element's text
+ * @returns {Document}
+ */
+function page(baseURI, config) {
+  const text = typeof config === "string" ? config : JSON.stringify(config);
+  const element = config === undefined ? null : { textContent: text };
+  return /** @type {any} */ ({ baseURI, getElementById: () => element });
+}
+
+describe("pageEndpoint", () => {
+  test("builds the endpoint from baseUrl and the page's scheme", () => {
+    const doc = page("https://hub.example/user/ada/lab", { baseUrl: "/user/ada/", token: "t" });
+    assert.deepEqual(pageEndpoint(doc), {
+      url: "wss://hub.example/user/ada/api/channels/websocket",
+      token: "t",
+    });
+  });
+
+  test("uses wsUrl when the page sets one", () => {
+    const doc = page("http://localhost:8888/lab", { baseUrl: "/", wsUrl: "ws://ws.example:9000/" });
+    assert.equal(pageEndpoint(doc)?.url, "ws://ws.example:9000/api/channels/websocket");
+  });
+
+  test("works without a token (the login cookie authenticates)", () => {
+    const doc = page("http://localhost:8888/lab", { baseUrl: "/" });
+    assert.deepEqual(pageEndpoint(doc), {
+      url: "ws://localhost:8888/api/channels/websocket",
+      token: "",
+    });
+  });
+
+  test("is null outside a Jupyter page, or with unreadable config", () => {
+    assert.equal(pageEndpoint(page("vscode-webview://x/")), null);
+    assert.equal(pageEndpoint(page("http://localhost/", "{not json")), null);
+  });
+});
+
+describe("pngData", () => {
+  const dot = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+
+  test("accepts plain base64, also split in lines as nbformat stores it", () => {
+    assert.equal(pngData(dot), dot);
+    assert.equal(pngData([dot.slice(0, 40) + "\n", dot.slice(40)]), dot);
+  });
+
+  test("refuses anything that is not base64", () => {
+    for (const bad of ['x" onerror="alert(1)', "abc", "", "AAAA====", "data:image/png;base64,AAAA"]) {
+      assert.equal(pngData(bad), null, bad);
+    }
+    assert.equal(pngData(42), null);
+    assert.equal(pngData({ toString: () => dot }), null);
+  });
+});

@@ -1,0 +1,537 @@
+// The front end of jupyter_channels.ChannelWidget (an anywidget module).
+//
+// `initialize` runs once per widget model, before (and without) any view: it
+// connects and joins the topic, so the widget is live even when it is not shown.
+// `render` draws one view of it; every view of a model shows the same feed.
+//
+// Every received string is put on the page as text (textContent, attributes
+// through the DOM API), never parsed as HTML; a shared cell is shown as code and
+// never run.
+
+import { ChannelError, getSocket } from "./client.js";
+import { DEFAULT_HISTORY_LIMIT, DEFAULT_TIMEOUT_MS, Subject, WS_PATH } from "./constants.js";
+
+/** @typedef {import("./client.js").Message} Message */
+/** @typedef {import("./client.js").Members} Members */
+/** @typedef {import("./client.js").Channel} Channel */
+/** @typedef {import("./client.js").Socket} Socket */
+/** @typedef {{topic: string}} Model */
+/** @typedef {import("@anywidget/types").AnyModel<Model>} AnyModel */
+/** @typedef {{url: string, token: string}} Endpoint */
+
+/** Messages shown when a topic is joined. */
+export const HISTORY_ON_JOIN = DEFAULT_HISTORY_LIMIT;
+/** The feed keeps at most this many messages on the page. */
+const MAX_SHOWN = 500;
+/** Longest text of one output or JSON payload shown; the rest is cut. */
+const MAX_TEXT = 20_000;
+/** Outputs of a shared cell shown at most. */
+const MAX_OUTPUTS = 20;
+const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** The state line's words for the socket's states. */
+const STATE_LABELS = {
+  connecting: "connecting",
+  connected: "connected",
+  reconnecting: "reconnecting",
+  offline: "offline",
+  closed: "closed",
+};
+
+/**
+ * The channels endpoint of the Jupyter page this runs in, from `#jupyter-config-data`
+ * (JupyterLab and Notebook 7 write it); null elsewhere (VS Code, a static page).
+ * The same-origin login cookie authenticates; a token in the config is used too.
+ * @param {Document} doc
+ * @returns {Endpoint | null}
+ */
+export function pageEndpoint(doc) {
+  const element = doc.getElementById("jupyter-config-data");
+  if (!element) return null;
+  /** @type {any} */
+  let config;
+  try {
+    config = JSON.parse(element.textContent || "{}");
+  } catch {
+    return null;
+  }
+  const base = new URL(config.baseUrl || "/", doc.baseURI);
+  const ws = config.wsUrl ? new URL(config.wsUrl, base) : new URL(base.href);
+  if (!config.wsUrl) ws.protocol = base.protocol === "https:" ? "wss:" : "ws:";
+  if (!ws.pathname.endsWith("/")) ws.pathname += "/";
+  return { url: new URL(WS_PATH, ws).href, token: typeof config.token === "string" ? config.token : "" };
+}
+
+/**
+ * Ask the kernel side for an endpoint (a URL and token found by the Python client),
+ * through a custom message, so the token never lands in the saved widget state.
+ * A busy kernel answers late: after `DEFAULT_TIMEOUT_MS`, `onSlow` is called and the
+ * wait goes on.
+ * @param {AnyModel} model
+ * @param {() => void} onSlow
+ * @returns {Promise<Endpoint>}
+ */
+function kernelEndpoint(model, onSlow) {
+  return new Promise((resolve, reject) => {
+    const slow = setTimeout(onSlow, DEFAULT_TIMEOUT_MS);
+    /** @param {any} msg */
+    const handler = (msg) => {
+      if (!msg || msg.kind !== "endpoint") return;
+      clearTimeout(slow);
+      model.off("msg:custom", handler);
+      if (typeof msg.url === "string" && msg.url) resolve({ url: msg.url, token: msg.token || "" });
+      else reject(new Error(msg.error || "the kernel found no Jupyter server"));
+    };
+    model.on("msg:custom", handler);
+    model.send({ kind: "endpoint" });
+  });
+}
+
+/**
+ * What views draw; one per model.
+ * @typedef {object} View
+ * @property {() => void} reset the topic changed or history restarted: redraw the feed
+ * @property {(message: Message) => void} append
+ * @property {() => void} update header, presence and notice
+ */
+
+/** The live state of one widget model: its channel, feed, members and connection state. */
+class Room {
+  /** @param {AnyModel} model */
+  constructor(model) {
+    this.model = model;
+    this.topic = model.get("topic");
+    /** @type {Socket | null} */
+    this.socket = null;
+    /** @type {Channel | null} */
+    this.channel = null;
+    /** @type {Message[]} */
+    this.feed = [];
+    /** @type {Members} */
+    this.members = {};
+    /** @type {string} */
+    this.state = "connecting";
+    /** A problem to show: a refused join, a message that was not sent. */
+    this.notice = "";
+    /** @type {Set<View>} */
+    this.views = new Set();
+    /** @type {(() => void)[]} */
+    this._cleanup = [];
+    this._disposed = false;
+    this._generation = 0;
+    this._onTopic = () => this.switchTopic(this.model.get("topic"));
+    model.on("change:topic", this._onTopic);
+  }
+
+  async start() {
+    try {
+      await this._connect();
+    } catch (error) {
+      this.state = "offline";
+      this.notice = `cannot connect: ${describe(error)}`;
+      this._update();
+    }
+  }
+
+  async _connect() {
+    const endpoint =
+      pageEndpoint(document) ??
+      (await kernelEndpoint(this.model, () => {
+        this.notice = "waiting for the kernel to tell where the server is";
+        this._update();
+      }));
+    if (this._disposed) return;
+    const socket = getSocket(endpoint.url, { token: endpoint.token });
+    this.socket = socket;
+    this.state = socket.state;
+    this._cleanup.push(
+      socket.onState((state) => {
+        this.state = state;
+        this._update();
+      }),
+    );
+    await this.switchTopic(this.topic);
+  }
+
+  /** @param {string} topic */
+  async switchTopic(topic) {
+    const generation = ++this._generation;
+    const previous = this.channel;
+    this.channel = null;
+    this.topic = topic;
+    this.feed = [];
+    this.members = {};
+    this.notice = "";
+    for (const view of this.views) view.reset();
+    this._update();
+    previous?.leave().catch(() => {});
+    if (!this.socket || this._disposed) return;
+    const channel = this.socket.channel(topic);
+    this.channel = channel;
+    channel.on("*", (message) => this._append(message));
+    channel.onPresence((members) => {
+      this.members = members;
+      this._update();
+    });
+    channel.onJoin(({ reset }) => {
+      if (reset) {
+        this.feed = [];
+        for (const view of this.views) view.reset();
+      }
+    });
+    channel.onClose((reason) => {
+      this.notice = `left ${topic}: ${reason}`;
+      this.members = {};
+      this._update();
+    });
+    try {
+      const { messages } = await channel.join({ history: HISTORY_ON_JOIN });
+      if (generation !== this._generation) return;
+      for (const message of messages) this._append(message);
+      this.members = channel.members;
+    } catch (error) {
+      if (generation !== this._generation) return;
+      this.notice = `cannot join ${topic}: ${describe(error)}`;
+    }
+    this._update();
+  }
+
+  /** @param {string} text */
+  async send(text) {
+    if (!this.channel) throw new ChannelError("not_joined", "not connected yet");
+    await this.channel.push(Subject.TEXT, { text });
+  }
+
+  /** @param {Message} message */
+  _append(message) {
+    this.feed.push(message);
+    if (this.feed.length > MAX_SHOWN) this.feed.splice(0, this.feed.length - MAX_SHOWN);
+    for (const view of this.views) view.append(message);
+  }
+
+  _update() {
+    for (const view of this.views) view.update();
+  }
+
+  dispose() {
+    this._disposed = true;
+    this.model.off("change:topic", this._onTopic);
+    for (const off of this._cleanup.splice(0)) off();
+    const channel = this.channel;
+    this.channel = null;
+    channel?.leave().catch(() => {});
+    // The page's last widget is gone: stop heartbeats and reconnects.
+    if (this.socket?.idle) this.socket.close();
+    this.views.clear();
+  }
+}
+
+/** @param {unknown} error */
+function describe(error) {
+  if (error instanceof ChannelError) return error.detail || error.reason;
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** @type {WeakMap<AnyModel, Room>} */
+const rooms = new WeakMap();
+
+/**
+ * @param {AnyModel} model
+ * @returns {Room}
+ */
+function roomOf(model) {
+  let room = rooms.get(model);
+  if (!room) {
+    room = new Room(model);
+    rooms.set(model, room);
+    room.start();
+  }
+  return room;
+}
+
+// -- drawing ----------------------------------------------------------------------------------
+
+/**
+ * An element with a class and, optionally, text (always as textContent).
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {string} className
+ * @param {string} [text]
+ * @returns {HTMLElementTagNameMap[K]}
+ */
+function h(tag, className, text) {
+  const element = document.createElement(tag);
+  if (className) element.className = className;
+  if (text !== undefined) element.textContent = text;
+  return element;
+}
+
+/** @param {unknown} value */
+function clip(value) {
+  const text = typeof value === "string" ? value : Array.isArray(value) ? value.join("") : "";
+  return text.length > MAX_TEXT ? `${text.slice(0, MAX_TEXT)}…` : text;
+}
+
+/** @param {unknown} value */
+function compactJson(value) {
+  let text;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    text = String(value);
+  }
+  return clip(text ?? "null");
+}
+
+/**
+ * The base64 of an `image/png` output, or null when it is not plain base64.
+ * @param {unknown} value a string or a list of strings (nbformat splits lines)
+ */
+export function pngData(value) {
+  const joined = typeof value === "string" ? value : Array.isArray(value) ? value.join("") : null;
+  if (joined === null || joined.length > 8 * 1024 * 1024) return null;
+  const clean = joined.replace(/\s+/g, "");
+  if (!clean || clean.length % 4 !== 0 || !BASE64_RE.test(clean)) return null;
+  return clean;
+}
+
+/**
+ * A shared cell: its code with the language and a Copy button, then its outputs
+ * (stream text, `text/plain`, `image/png`; nothing else is shown).
+ * @param {any} payload
+ */
+function renderCell(payload) {
+  const cell = h("div", "jc-cell");
+  const bar = h("div", "jc-cell-bar");
+  const source = clip(payload?.source);
+  bar.append(h("span", "jc-lang", typeof payload?.language === "string" ? payload.language : "code"));
+  if (typeof payload?.execution_count === "number") {
+    bar.append(h("span", "jc-exec", `[${payload.execution_count}]`));
+  }
+  if (typeof payload?.notebook === "string") bar.append(h("span", "jc-notebook", payload.notebook));
+  const copy = h("button", "jc-copy", "Copy");
+  copy.type = "button";
+  copy.title = "Copy the code";
+  const code = h("code", "", source);
+  copy.addEventListener("click", () => copyText(source, code, copy));
+  bar.append(copy);
+  const pre = h("pre", "jc-code");
+  pre.append(code);
+  cell.append(bar, pre);
+  const outputs = Array.isArray(payload?.outputs) ? payload.outputs.slice(0, MAX_OUTPUTS) : [];
+  if (outputs.length) {
+    const box = h("div", "jc-outputs");
+    for (const output of outputs) {
+      const shown = renderOutput(output);
+      if (shown) box.append(shown);
+    }
+    cell.append(box);
+  }
+  return cell;
+}
+
+/** @param {any} output @returns {HTMLElement | null} */
+function renderOutput(output) {
+  if (!output || typeof output !== "object") return null;
+  if (output.output_type === "stream") {
+    const stderr = output.name === "stderr";
+    return h("pre", stderr ? "jc-stream jc-stderr" : "jc-stream", clip(output.text));
+  }
+  const data = output.data;
+  if (!data || typeof data !== "object") return null;
+  const png = pngData(data["image/png"]);
+  if (png) {
+    const img = h("img", "jc-image");
+    img.alt = clip(data["text/plain"]) || "image";
+    img.src = `data:image/png;base64,${png}`;
+    return img;
+  }
+  if (data["text/plain"] !== undefined) return h("pre", "jc-plain", clip(data["text/plain"]));
+  return null;
+}
+
+/**
+ * @param {string} text
+ * @param {HTMLElement} code
+ * @param {HTMLButtonElement} button
+ */
+function copyText(text, code, button) {
+  const done = () => {
+    button.textContent = "Copied";
+    setTimeout(() => (button.textContent = "Copy"), 1500);
+  };
+  const select = () => {
+    // Without the async clipboard (a page that is not a secure context): select the code.
+    const selection = window.getSelection();
+    const range = document.createRange();
+    range.selectNodeContents(code);
+    selection?.removeAllRanges();
+    selection?.addRange(range);
+    if (document.execCommand?.("copy")) done();
+  };
+  if (navigator.clipboard?.writeText) navigator.clipboard.writeText(text).then(done, select);
+  else select();
+}
+
+/** @param {Message} message */
+function renderMessage(message) {
+  const item = h("div", "jc-msg");
+  if (typeof message.offset === "number") item.dataset.offset = String(message.offset);
+  item.dataset.subject = String(message.subject);
+  const meta = h("div", "jc-meta");
+  const author = h("span", "jc-author", String(message.from?.name ?? message.from?.user ?? "?"));
+  if (message.from?.kind) author.dataset.kind = String(message.from.kind);
+  const when = new Date(typeof message.ts === "number" ? message.ts : Date.now());
+  const time = h("time", "jc-time", when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+  time.dateTime = when.toISOString();
+  time.title = when.toLocaleString();
+  meta.append(author, time);
+  /** @type {any} */
+  const payload = message.payload;
+  /** @type {HTMLElement} */
+  let body;
+  if (message.subject === Subject.TEXT && typeof payload?.text === "string") {
+    body = h("div", "jc-text", clip(payload.text));
+  } else if (message.subject === Subject.CELL && payload && typeof payload === "object") {
+    body = renderCell(payload);
+  } else {
+    body = h("div", "jc-other");
+    body.append(h("span", "jc-subject", String(message.subject)), h("code", "jc-json", compactJson(payload)));
+  }
+  item.append(meta, body);
+  return item;
+}
+
+/**
+ * Who is here, grouped by user: initials in the user's color, the number of
+ * their connections when more than one.
+ * @param {HTMLElement} box
+ * @param {HTMLElement} count
+ * @param {Members} members
+ */
+function renderPresence(box, count, members) {
+  const users = Object.entries(members).filter(([, metas]) => metas.length > 0);
+  users.sort(([a, am], [b, bm]) => (am[0].name || a).localeCompare(bm[0].name || b));
+  box.replaceChildren();
+  for (const [username, metas] of users) {
+    const first = metas[0];
+    const name = String(first.name || username);
+    const avatar = h("span", "jc-avatar", String(first.initials || name.slice(0, 1)).slice(0, 3));
+    avatar.dataset.user = username;
+    avatar.dataset.kind = String(first.kind);
+    if (typeof first.color === "string" && first.color) avatar.style.backgroundColor = first.color;
+    avatar.title = metas.length > 1 ? `${name} (${metas.length} connections)` : name;
+    if (metas.length > 1) avatar.append(h("span", "jc-badge", String(metas.length)));
+    box.append(avatar);
+  }
+  count.textContent = `${users.length} here`;
+  count.dataset.count = String(users.length);
+}
+
+/**
+ * One view of a room.
+ * @param {Room} room
+ * @param {HTMLElement} el
+ * @returns {() => void} cleanup
+ */
+function mount(room, el) {
+  const root = h("div", "jc-widget");
+  const header = h("div", "jc-header");
+  const topic = h("span", "jc-topic");
+  const state = h("span", "jc-state");
+  const dot = h("span", "jc-dot");
+  const stateText = h("span", "jc-state-text");
+  state.append(dot, stateText);
+  const presence = h("div", "jc-presence");
+  const avatars = h("div", "jc-avatars");
+  const count = h("span", "jc-count");
+  presence.append(avatars, count);
+  header.append(topic, state, presence);
+  const notice = h("div", "jc-notice");
+  const feed = h("div", "jc-feed");
+  feed.setAttribute("role", "log");
+  feed.setAttribute("aria-live", "polite");
+  const compose = h("div", "jc-compose");
+  // Typing here must not trigger JupyterLab's notebook shortcuts (Lumino honours this).
+  compose.setAttribute("data-lm-suppress-shortcuts", "true");
+  const input = h("input", "jc-input");
+  input.type = "text";
+  input.autocomplete = "off";
+  input.setAttribute("aria-label", "Message");
+  const send = h("button", "jc-send", "Send");
+  send.type = "button";
+  compose.append(input, send);
+  root.append(header, notice, feed, compose);
+  el.append(root);
+
+  const atBottom = () => feed.scrollHeight - feed.scrollTop - feed.clientHeight < 24;
+
+  /** @type {View} */
+  const view = {
+    reset() {
+      feed.replaceChildren(...room.feed.map(renderMessage));
+      feed.scrollTop = feed.scrollHeight;
+      view.update();
+    },
+    append(message) {
+      const stick = atBottom();
+      feed.append(renderMessage(message));
+      while (feed.childElementCount > MAX_SHOWN) feed.firstElementChild?.remove();
+      if (stick) feed.scrollTop = feed.scrollHeight;
+    },
+    update() {
+      topic.textContent = room.topic;
+      topic.title = room.topic;
+      const label = STATE_LABELS[/** @type {keyof typeof STATE_LABELS} */ (room.state)] ?? room.state;
+      stateText.textContent = label;
+      root.dataset.state = room.state;
+      renderPresence(avatars, count, room.members);
+      notice.textContent = room.notice;
+      notice.hidden = !room.notice;
+      input.placeholder = `Message ${room.topic}`;
+    },
+  };
+
+  const submit = () => {
+    const text = input.value;
+    if (!text.trim()) return;
+    input.value = "";
+    room.notice = "";
+    view.update();
+    room.send(text).catch((error) => {
+      room.notice = `not sent: ${describe(error)}`;
+      if (!input.value) input.value = text;
+      room._update();
+    });
+  };
+  input.addEventListener("keydown", (event) => {
+    event.stopPropagation();
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      submit();
+    }
+  });
+  send.addEventListener("click", submit);
+
+  room.views.add(view);
+  view.reset();
+  return () => {
+    room.views.delete(view);
+    root.remove();
+  };
+}
+
+export default {
+  /** @type {import("@anywidget/types").Initialize<Model>} */
+  initialize({ model }) {
+    const room = roomOf(model);
+    return () => {
+      room.dispose();
+      rooms.delete(model);
+    };
+  },
+  /** @type {import("@anywidget/types").Render<Model>} */
+  render({ model, el }) {
+    return mount(roomOf(model), el);
+  },
+};

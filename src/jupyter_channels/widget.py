@@ -1,0 +1,192 @@
+"""``ChannelWidget``: a topic's live feed, who is here and an input box, in a notebook.
+
+::
+
+    from jupyter_channels import ChannelWidget
+
+    w = ChannelWidget("chat:lobby")
+    w                                   # shows it; the page joins the topic
+    w.send("text", {"text": "hi"})      # from the kernel -> offset
+    w.on("text", lambda msg: print(msg.payload))
+    w.messages, w.members
+    w.topic = "chat:other"              # every view rejoins on the new topic
+
+Two sides, each with its own WebSocket:
+
+- The browser side (``js/widget.js``, built into ``static/``) connects from the
+  widget model's ``initialize`` with the page's own Jupyter login (one socket per
+  page, shared by every widget) and works while the kernel is busy. Outside a
+  Jupyter page it asks this side for an endpoint through a custom message (so a
+  token is never written into the saved widget state).
+- The kernel side (``send``, ``on``, ``messages``, ``members``) is the Python client
+  on a connection of its own, opened and joined on first use; from then on the
+  kernel is one of the members (user ``kernel``).
+
+Needs ``anywidget`` (``pip install "jupyter-channels[widget]"``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, TypeVar
+
+try:
+    import anywidget
+except ImportError as e:  # pragma: no cover - the dev install has it
+    raise ImportError(
+        'jupyter_channels.ChannelWidget needs anywidget: pip install "jupyter-channels[widget]"'
+    ) from e
+import traitlets
+
+from .client import ChannelError, Connection, Subscription, resolve
+from .client.aio import Callback
+from .constants import DEFAULT_HISTORY_LIMIT, TOPIC_RE
+from .message import Message
+from .protocol import JSON
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callback)
+
+_STATIC = Path(__file__).parent / "static"
+if not (_STATIC / "widget.js").is_file():  # pragma: no cover - the install builds it
+    raise ImportError(
+        f"the ChannelWidget front end is not built ({_STATIC / 'widget.js'} is missing): "
+        "reinstall the package (pip runs `npm run build` through hatch-jupyter-builder), "
+        "or run `npm ci && npm run build` in a source checkout"
+    )
+
+#: Messages the widget shows on joining a topic (and the kernel side has on first use).
+HISTORY_ON_JOIN = DEFAULT_HISTORY_LIMIT
+#: The custom message through which the front end asks for an endpoint.
+_ENDPOINT = "endpoint"
+
+
+class ChannelWidget(anywidget.AnyWidget):
+    """A live view of ``topic``: header (topic, connection state, who is here), the
+    feed (text, shared cells as code with Copy, other subjects as JSON), an input box.
+
+    ``url`` / ``token`` pick the server for the kernel side (and for the browser
+    side outside a Jupyter page); by default it is discovered as ``jc.connect()``
+    does.
+    """
+
+    _esm = _STATIC / "widget.js"
+    _css = _STATIC / "widget.css"
+
+    topic = traitlets.Unicode(help="The topic shown; set it to switch topics.").tag(sync=True)
+
+    def __init__(
+        self, topic: str, *, url: str | None = None, token: str | None = None, **kwargs: Any
+    ) -> None:
+        self._url = url
+        self._token = token
+        self._conn: Connection | None = None
+        self._sub: Subscription | None = None
+        self._handlers: list[tuple[str, Callback]] = []
+        self._lock = threading.RLock()
+        super().__init__(topic=topic, **kwargs)
+        self.on_msg(self._on_custom_message)
+
+    @traitlets.validate("topic")
+    def _check_topic(self, proposal: Any) -> str:
+        topic = proposal["value"]
+        if not isinstance(topic, str) or not TOPIC_RE.match(topic):
+            raise traitlets.TraitError(
+                f"invalid topic {topic!r}: 1-255 characters of A-Z a-z 0-9 _ . : @ / + -"
+            )
+        return topic
+
+    # -- the kernel side ----------------------------------------------------------------------
+
+    def send(
+        self, subject: str, payload: JSON = None, *, timeout: float | None = None
+    ) -> int | None:
+        """Send a message into the topic from the kernel; returns its offset once stored.
+
+        Raises ``ChannelError`` (an error reply, ``ReplyTimeout``, ``ConnectionLost``).
+        """
+        if isinstance(subject, dict):
+            # ipywidgets' own custom messages (DOMWidget.focus/blur) keep working.
+            super().send(subject, payload)
+            return None
+        return self._subscription().send(subject, payload, timeout=timeout)
+
+    def on(self, subject: str, callback: F | None = None) -> Any:
+        """Call ``callback(message)`` for each message with ``subject`` (``"*"``: every
+        one), on the client's thread (so also while a cell runs). Usable as a decorator.
+        Callbacks follow the widget to a new topic."""
+
+        def register(fn: F) -> F:
+            with self._lock:
+                self._handlers.append((subject, fn))
+                if self._sub is None:
+                    self._subscription()  # joins, and registers every handler
+                else:
+                    self._sub.on(subject, fn)
+            return fn
+
+        return register if callback is None else register(callback)
+
+    @property
+    def messages(self) -> list[Message]:
+        """The topic's recent messages, oldest first: the last 50 before the kernel side
+        joined, then every one received."""
+        return self._subscription().messages
+
+    @property
+    def members(self) -> dict[str, list[dict[str, Any]]]:
+        """Who is here: username -> one presence meta per connection."""
+        return self._subscription().members
+
+    def _subscription(self) -> Subscription:
+        with self._lock:
+            sub = self._sub
+            if sub is None or not sub.joined:
+                if self._conn is None or self._conn.state == "closed":
+                    self._conn = Connection(self._url, self._token)
+                sub = self._conn.join(self.topic, history=HISTORY_ON_JOIN)
+                for subject, callback in self._handlers:
+                    sub.on(subject, callback)
+                self._sub = sub
+            return sub
+
+    @traitlets.observe("topic")
+    def _topic_changed(self, change: Any) -> None:
+        with self._lock:
+            old, self._sub = self._sub, None
+            if old is None:
+                return
+            try:
+                old.leave()
+            except ChannelError as e:
+                log.warning("leaving %s failed: %s", old.topic, e)
+            if self._handlers:
+                self._subscription()  # the callbacks keep firing, on the new topic
+
+    def close(self) -> None:
+        """Close the views and the kernel side's connection."""
+        with self._lock:
+            conn, self._conn, self._sub = self._conn, None, None
+        if conn is not None:
+            try:
+                conn.close()
+            except (ChannelError, RuntimeError) as e:
+                # RuntimeError: closed from the client's own thread (a callback, or the
+                # garbage collector running there); its daemon thread ends with the process.
+                log.debug("closing the widget's connection: %s", e)
+        super().close()
+
+    # -- the browser side's questions ---------------------------------------------------------
+
+    def _on_custom_message(self, widget: Any, content: Any, buffers: Any) -> None:
+        if not isinstance(content, dict) or content.get("kind") != _ENDPOINT:
+            return
+        try:
+            endpoint = resolve(self._url, self._token)
+        except (ChannelError, ValueError) as e:
+            super().send({"kind": _ENDPOINT, "error": str(e)})
+            return
+        super().send({"kind": _ENDPOINT, "url": endpoint.url, "token": endpoint.token or ""})

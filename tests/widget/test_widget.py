@@ -1,0 +1,168 @@
+"""ChannelWidget's kernel side: ``send``, ``on``, ``messages``, ``members`` on the Python
+client, following ``topic``; the endpoint it hands to a page without Jupyter's config;
+anywidget imported only when the widget is used."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anywidget
+import pytest
+import traitlets
+
+from jupyter_channels import ChannelWidget
+from jupyter_channels.client.discovery import websocket_url
+
+from .conftest import Lab
+
+Factory = Callable[[str], ChannelWidget]
+
+
+@pytest.fixture
+def make_widget(lab: Lab) -> Iterator[Factory]:
+    """``make_widget(topic)``: a ChannelWidget whose kernel side talks to ``lab``."""
+    made: list[ChannelWidget] = []
+
+    def make(topic: str) -> ChannelWidget:
+        widget = ChannelWidget(topic, url=lab.url, token=lab.token)
+        made.append(widget)
+        return widget
+
+    yield make
+    for widget in made:
+        widget.close()
+
+
+@pytest.fixture
+def custom_messages(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What widgets send to their front end as custom messages."""
+    sent: list[Any] = []
+    monkeypatch.setattr(
+        anywidget.AnyWidget,
+        "send",
+        lambda self, content, buffers=None: sent.append(content),
+        raising=False,
+    )
+    return sent
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {timeout} s")
+        time.sleep(0.02)
+
+
+def texts(widget: ChannelWidget) -> list[Any]:
+    return [m.payload["text"] for m in widget.messages]  # type: ignore[index,call-overload]
+
+
+def test_importing_jupyter_channels_does_not_import_anywidget() -> None:
+    code = (
+        "import sys, jupyter_channels\n"
+        "assert 'anywidget' not in sys.modules\n"
+        "jupyter_channels.ChannelWidget\n"
+        "assert 'anywidget' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_topic_outside_the_protocol_is_refused() -> None:
+    with pytest.raises(traitlets.TraitError, match="invalid topic"):
+        ChannelWidget("not a topic")
+    widget = ChannelWidget("chat:ok")
+    with pytest.raises(traitlets.TraitError):
+        widget.topic = ""
+    assert widget.topic == "chat:ok"
+
+
+def test_send_stores_a_message_and_returns_its_offset(lab: Lab, make_widget: Factory) -> None:
+    widget = make_widget("py:send")
+    first = widget.send("text", {"text": "one"})
+    second = widget.send("text", {"text": "two"})
+    assert second == first + 1
+    assert [m["payload"] for m in lab.messages("py:send")][-2:] == [
+        {"text": "one"},
+        {"text": "two"},
+    ]
+
+
+def test_messages_hold_the_last_50_then_what_arrives(lab: Lab, make_widget: Factory) -> None:
+    for n in range(1, 56):
+        lab.post("py:history", "text", {"text": n})
+    widget = make_widget("py:history")
+    assert texts(widget) == list(range(6, 56))
+    lab.post("py:history", "text", {"text": 56})
+    wait_until(lambda: texts(widget)[-1] == 56)
+
+
+def test_on_calls_back_and_follows_the_widget_to_a_new_topic(
+    lab: Lab, make_widget: Factory
+) -> None:
+    widget = make_widget("py:first")
+    seen: list[tuple[str, Any]] = []
+
+    @widget.on("text")
+    def record(message: Any) -> None:
+        seen.append((message.topic, message.payload["text"]))
+
+    lab.post("py:first", "text", {"text": "a"})
+    wait_until(lambda: ("py:first", "a") in seen)
+
+    widget.topic = "py:second"
+    lab.post("py:first", "text", {"text": "b"})  # no longer watched
+    lab.post("py:second", "text", {"text": "c"})
+    wait_until(lambda: ("py:second", "c") in seen)
+    assert seen == [("py:first", "a"), ("py:second", "c")]
+    assert widget.send("text", {"text": "d"}) == lab.messages("py:second")[-1]["offset"]
+
+
+def test_members_show_the_kernel_side_in_the_topic(make_widget: Factory) -> None:
+    widget = make_widget("py:members")
+    members = widget.members
+    assert list(members) == ["ada"]  # the test identity of a token without X-Test-User
+    assert [meta["kind"] for meta in members["ada"]] == ["browser"]
+
+
+def test_close_closes_the_kernel_side_connection(make_widget: Factory) -> None:
+    widget = make_widget("py:close")
+    widget.send("text", {"text": "bye"})
+    connection = widget._conn
+    assert connection is not None
+    widget.close()
+    assert connection.state == "closed"
+
+
+def test_a_page_without_jupyter_config_gets_the_endpoint_from_the_kernel(
+    lab: Lab, make_widget: Factory, custom_messages: list[Any]
+) -> None:
+    widget = make_widget("py:endpoint")
+    widget._on_custom_message(widget, {"kind": "endpoint"}, [])
+    assert custom_messages == [
+        {"kind": "endpoint", "url": websocket_url(lab.url), "token": lab.token}
+    ]
+
+
+def test_without_a_server_the_page_is_told_why(
+    monkeypatch: pytest.MonkeyPatch, custom_messages: list[Any]
+) -> None:
+    for name in ("JUPYTER_CHANNELS_URL", "JUPYTER_CHANNELS_TOKEN", "JPY_PARENT_PID"):
+        monkeypatch.delenv(name, raising=False)
+    widget = ChannelWidget("py:nowhere")
+    widget._on_custom_message(widget, {"kind": "endpoint"}, [])
+    [answer] = custom_messages
+    assert answer["kind"] == "endpoint"
+    assert "no Jupyter server found" in answer["error"]
+
+
+def test_send_with_a_dict_is_still_an_ipywidgets_custom_message(
+    custom_messages: list[Any],
+) -> None:
+    widget = ChannelWidget("py:focus")
+    widget.focus()  # DOMWidget.focus sends {"do": "focus"} through Widget.send
+    assert custom_messages == [{"do": "focus"}]
