@@ -88,6 +88,26 @@ function kernelEndpoint(model, onSlow) {
 }
 
 /**
+ * Ask the kernel side something through a custom message and wait for the answer of
+ * the same `kind` (the kernel answers when it is idle: a busy kernel answers late).
+ * @param {AnyModel} model
+ * @param {Record<string, unknown>} question
+ * @returns {Promise<any>}
+ */
+function askKernel(model, question) {
+  return new Promise((resolve) => {
+    /** @param {any} msg */
+    const handler = (msg) => {
+      if (!msg || msg.kind !== question.kind) return;
+      model.off("msg:custom", handler);
+      resolve(msg);
+    };
+    model.on("msg:custom", handler);
+    model.send(question);
+  });
+}
+
+/**
  * What views draw; one per model.
  * @typedef {object} View
  * @property {() => void} reset the topic changed or history restarted: redraw the feed
@@ -200,6 +220,27 @@ class Room {
   async send(text) {
     if (!this.channel) throw new ChannelError("not_joined", "not connected yet");
     await this.channel.push(Subject.TEXT, { text });
+  }
+
+  /**
+   * The kernel's recent inputs, newest last.
+   * @returns {Promise<{n: number, source: string}[]>}
+   */
+  async recentInputs() {
+    const answer = await askKernel(this.model, { kind: "inputs" });
+    const inputs = Array.isArray(answer.inputs) ? answer.inputs : [];
+    return inputs.filter(
+      (/** @type {any} */ i) => typeof i?.n === "number" && typeof i?.source === "string",
+    );
+  }
+
+  /**
+   * Have the kernel share its input `n` into the topic (as `%share TOPIC n`).
+   * @param {number} n
+   */
+  async shareInput(n) {
+    const answer = await askKernel(this.model, { kind: "share", n });
+    if (answer.error) throw new Error(String(answer.error));
   }
 
   /** @param {Message} message */
@@ -460,8 +501,15 @@ function mount(room, el) {
   input.setAttribute("aria-label", "Message");
   const send = h("button", "jc-send", "Send");
   send.type = "button";
-  compose.append(input, send);
-  root.append(header, notice, feed, compose);
+  const shareButton = h("button", "jc-share", "Share a cell");
+  shareButton.type = "button";
+  shareButton.title = "Share one of this kernel's recent cells with the topic";
+  compose.append(input, send, shareButton);
+  // The picker lists the kernel's recent inputs; choosing one shares it (never runs it).
+  const picker = h("div", "jc-picker");
+  picker.hidden = true;
+  picker.setAttribute("data-lm-suppress-shortcuts", "true");
+  root.append(header, notice, feed, compose, picker);
   el.append(root);
 
   const atBottom = () => feed.scrollHeight - feed.scrollTop - feed.clientHeight < 24;
@@ -512,6 +560,37 @@ function mount(room, el) {
     }
   });
   send.addEventListener("click", submit);
+
+  const closePicker = () => {
+    picker.hidden = true;
+    picker.replaceChildren();
+  };
+  shareButton.addEventListener("click", async () => {
+    if (!picker.hidden) return closePicker();
+    picker.hidden = false;
+    picker.replaceChildren(h("div", "jc-picker-note", "asking the kernel for its recent cells…"));
+    const inputs = await room.recentInputs();
+    if (picker.hidden) return;
+    const title = h("div", "jc-picker-note", inputs.length ? "Share which cell?" : "no cells run yet");
+    const choices = inputs.reverse().map(({ n, source }) => {
+      const choice = h("button", "jc-picker-choice");
+      choice.type = "button";
+      choice.append(h("span", "jc-picker-n", `[${n}]`), h("code", "", clip(source.split("\n")[0])));
+      choice.title = source;
+      choice.addEventListener("click", () => {
+        closePicker();
+        room.shareInput(n).catch((error) => {
+          room.notice = `not shared: ${describe(error)}`;
+          room._update();
+        });
+      });
+      return choice;
+    });
+    const cancel = h("button", "jc-picker-cancel", "Cancel");
+    cancel.type = "button";
+    cancel.addEventListener("click", closePicker);
+    picker.replaceChildren(title, ...choices, cancel);
+  });
 
   room.views.add(view);
   view.reset();

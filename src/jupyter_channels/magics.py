@@ -43,10 +43,58 @@ def _format(shell: Any, value: Any) -> dict[str, Any]:
     return dict(data)
 
 
-def received_cells(conn: sync.Connection | None = None) -> list[Message]:
-    """Every ``cell`` message this kernel's shared connection received, oldest first."""
-    conn = conn or sync.existing_default_connection()
-    return [] if conn is None else conn.recent(sharing.SUBJECT)
+def _shell() -> Any:
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        raise RuntimeError("not in an IPython kernel")
+    return shell
+
+
+def recent_inputs(limit: int) -> list[tuple[int, str]]:
+    """The newest ``limit`` inputs of this kernel, ``(n, source)``, oldest first.
+
+    Asked between cells (the widget's "Share a cell" control), so every input in
+    ``In`` has run.
+    """
+    inputs = _shell().user_ns.get("In", [])
+    found = [(n, source) for n, source in enumerate(inputs) if n > 0 and source.strip()]
+    return found[-limit:]
+
+
+def input_cell(n: int | None) -> dict[str, Any]:
+    """The ``cell`` payload of input ``n`` (default: the previous cell) with its result.
+
+    Raises ``IndexError`` if there is no such input.
+    """
+    shell = _shell()
+    if n is None:
+        n = shell.execution_count - 2  # the cell before the running one
+    inputs = shell.user_ns.get("In", [])
+    if not 0 < n < len(inputs):
+        raise IndexError(f"no input {n}")
+    outputs = []
+    value = shell.user_ns.get("Out", {}).get(n)
+    if value is not None:
+        outputs.append(sharing.execute_result(_format(shell, value), n))
+    return sharing.cell_payload(inputs[n], execution_count=n, outputs=outputs)
+
+
+def received_cells() -> list[Message]:
+    """Every ``cell`` message this kernel has on its topics (the shared connection's and
+    every live ``ChannelWidget``'s), oldest first."""
+    cells: dict[tuple[str, int | None, int | None], Message] = {}
+    conn = sync.existing_default_connection()
+    found = [] if conn is None else conn.recent(sharing.SUBJECT)
+    if "jupyter_channels.widget" in sys.modules:
+        from .widget import WIDGETS
+
+        for widget in list(WIDGETS):
+            found += [m for m in widget.messages if m.subject == sharing.SUBJECT]
+    for message in found:  # one topic seen through two connections counts once
+        cells[(message.topic, message.offset, message.ts)] = message
+    return sorted(cells.values(), key=lambda m: m.ts or 0)
 
 
 def share(topic: str, payload: dict[str, Any]) -> int:
@@ -96,20 +144,13 @@ class ChannelsMagics(Magics):
         return hook.value  # shown as this cell's Out, as without the magic
 
     def _share_input(self, topic: str, rest: list[str]) -> None:
-        shell = self.shell
-        assert shell is not None
-        inputs = shell.user_ns.get("In", [])
         try:
-            n = int(rest[0]) if rest else shell.execution_count - 2  # the previous cell
-            source = inputs[n]
+            n = int(rest[0]) if rest else None
+            payload = input_cell(n)
         except (ValueError, IndexError):
             print(f"no input {rest[0] if rest else 'before this one'} to share", file=sys.stderr)
             return
-        outputs = []
-        value = shell.user_ns.get("Out", {}).get(n)
-        if value is not None:
-            outputs.append(sharing.execute_result(_format(shell, value), n))
-        share(topic, sharing.cell_payload(source, execution_count=n, outputs=outputs))
+        share(topic, payload)
 
     @line_magic
     def channels(self, line: str) -> None:
@@ -127,11 +168,11 @@ class ChannelsMagics(Magics):
         paste(int(words[1]) if len(words) == 2 else 1)
 
 
-def paste(k: int = 1) -> str | None:
+def paste(k: int = 1, cells: list[Message] | None = None) -> str | None:
     """Put the ``k``-th most recent received cell's source in a new cell below; returns it."""
     from IPython import get_ipython
 
-    cells = received_cells()
+    cells = received_cells() if cells is None else cells
     if not cells:
         print(
             "no shared cell received yet: join a topic first "

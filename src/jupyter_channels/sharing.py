@@ -72,6 +72,28 @@ def execute_result(data: Mapping[str, Any], execution_count: int | None) -> dict
     }
 
 
+def shared_output(output: Mapping[str, Any]) -> dict[str, Any] | None:
+    """An nbformat output limited to what a shared cell carries, or ``None``."""
+    kind = output.get("output_type")
+    if kind == "stream":
+        text = output.get("text")
+        if isinstance(text, list):
+            text = "".join(str(part) for part in text)
+        name = output.get("name")
+        if isinstance(text, str) and name in ("stdout", "stderr"):
+            return stream(str(name), text)
+        return None
+    data = output.get("data")
+    if not isinstance(data, Mapping):
+        return None
+    if kind == "execute_result":
+        count = output.get("execution_count")
+        return execute_result(data, count if isinstance(count, int) else None)
+    if kind == "display_data":
+        return display_data(data)
+    return None
+
+
 def notebook_name() -> str | None:
     """The notebook this kernel runs for, where Jupyter Server says (``JPY_SESSION_NAME``)."""
     path = os.environ.get("JPY_SESSION_NAME")

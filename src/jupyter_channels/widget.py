@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,6 +41,7 @@ except ImportError as e:  # pragma: no cover - the dev install has it
     ) from e
 import traitlets
 
+from . import sharing
 from .client import ChannelError, Connection, Subscription, resolve
 from .client.aio import Callback
 from .constants import DEFAULT_HISTORY_LIMIT, TOPIC_RE
@@ -60,8 +62,15 @@ if not (_STATIC / "widget.js").is_file():  # pragma: no cover - the install buil
 
 #: Messages the widget shows on joining a topic (and the kernel side has on first use).
 HISTORY_ON_JOIN = DEFAULT_HISTORY_LIMIT
-#: The custom message through which the front end asks for an endpoint.
+#: The custom messages of the front end: an endpoint, the recent inputs, share one.
 _ENDPOINT = "endpoint"
+_INPUTS = "inputs"
+_SHARE = "share"
+#: Recent inputs the "Share a cell" control offers.
+RECENT_INPUTS = 10
+
+#: Live widgets: ``%channels paste`` takes cells from their topics too.
+WIDGETS: weakref.WeakSet[ChannelWidget] = weakref.WeakSet()
 
 
 class ChannelWidget(anywidget.AnyWidget):
@@ -89,6 +98,7 @@ class ChannelWidget(anywidget.AnyWidget):
         self._lock = threading.RLock()
         super().__init__(topic=topic, **kwargs)
         self.on_msg(self._on_custom_message)
+        WIDGETS.add(self)
 
     @traitlets.validate("topic")
     def _check_topic(self, proposal: Any) -> str:
@@ -179,10 +189,50 @@ class ChannelWidget(anywidget.AnyWidget):
                 log.debug("closing the widget's connection: %s", e)
         super().close()
 
+    # -- sharing cells -------------------------------------------------------------------------
+
+    def share_cell(
+        self,
+        source: str | None = None,
+        *,
+        execution_count: int | None = None,
+        outputs: list[dict[str, Any]] | None = None,
+    ) -> int:
+        """Share a cell into the topic; returns its offset.
+
+        Without ``source``, the previous input of this kernel and its result. A
+        ``source`` given is shared as it is, with the ``outputs`` given (nbformat's
+        shapes, limited to stream text, ``text/plain`` and ``image/png``).
+        """
+        if source is None:
+            from .magics import input_cell
+
+            payload = input_cell(None)
+        else:
+            kept = [sharing.shared_output(o) for o in outputs or []]
+            payload = sharing.cell_payload(source, execution_count=execution_count, outputs=kept)
+        return self._subscription().send(sharing.SUBJECT, payload)
+
+    def insert(self, k: int = 1) -> str | None:
+        """Put the ``k``-th most recent cell shared in this topic into a new cell below
+        the current one (not run); returns its source."""
+        from .magics import paste
+
+        return paste(k, cells=[m for m in self.messages if m.subject == sharing.SUBJECT])
+
     # -- the browser side's questions ---------------------------------------------------------
 
     def _on_custom_message(self, widget: Any, content: Any, buffers: Any) -> None:
-        if not isinstance(content, dict) or content.get("kind") != _ENDPOINT:
+        if not isinstance(content, dict):
+            return
+        kind = content.get("kind")
+        if kind == _INPUTS:
+            self._send_inputs()
+            return
+        if kind == _SHARE:
+            self._share_input(content.get("n"))
+            return
+        if kind != _ENDPOINT:
             return
         try:
             endpoint = resolve(self._url, self._token)
@@ -190,3 +240,20 @@ class ChannelWidget(anywidget.AnyWidget):
             super().send({"kind": _ENDPOINT, "error": str(e)})
             return
         super().send({"kind": _ENDPOINT, "url": endpoint.url, "token": endpoint.token or ""})
+
+    def _send_inputs(self) -> None:
+        from .magics import recent_inputs
+
+        inputs = [{"n": n, "source": source} for n, source in recent_inputs(RECENT_INPUTS)]
+        super().send({"kind": _INPUTS, "inputs": inputs})
+
+    def _share_input(self, n: object) -> None:
+        from .magics import input_cell
+
+        if not isinstance(n, int) or isinstance(n, bool):
+            return
+        try:
+            self._subscription().send(sharing.SUBJECT, input_cell(n))
+            super().send({"kind": _SHARE, "n": n})
+        except (ChannelError, IndexError) as e:
+            super().send({"kind": _SHARE, "n": n, "error": str(e)})

@@ -396,3 +396,51 @@ def test_screenshots_in_the_light_and_dark_themes(lab: Lab, open_notebook: OpenN
     dark = widget.evaluate("el => getComputedStyle(el).backgroundColor")
     assert dark != light, "the widget does not follow JupyterLab's theme"
     widget.screenshot(path=str(SCREENSHOTS / "widget-dark.png"))
+
+
+# -- sharing cells ----------------------------------------------------------------------------
+
+
+def test_a_shared_cell_shows_in_another_widget_and_pastes_below_without_running(
+    open_notebook: OpenNotebook,
+) -> None:
+    ada = open_notebook(
+        widget_cell("share:room"),
+        "%load_ext jupyter_channels",
+        '%%share share:room\nprint("a printed line")\n6 * 7',
+        "squares = [n * n for n in range(4)]\nsquares",
+    )
+    grace = open_notebook(
+        widget_cell("share:room"), "%load_ext jupyter_channels\n%channels paste", user="grace"
+    )
+    at_ada, at_grace = show_widget(ada), show_widget(grace)
+
+    run_cell(ada, 1)
+    run_cell(ada, 2)
+    expect(cell_output(ada, 2)).to_have_text(["a printed line\n", "42"])  # as without the magic
+    shared = at_grace.locator(".jc-cell").first
+    expect(shared.locator(".jc-code")).to_have_text('print("a printed line")\n6 * 7')
+    expect(shared.locator(".jc-stream")).to_have_text("a printed line\n")
+    expect(shared.locator(".jc-plain")).to_have_text("42")
+
+    # Grace takes it into her notebook: a new cell below, holding exactly the code, not run.
+    run_cell(grace, 1)
+    cells = grace.locator(".jp-Notebook .jp-Cell")
+    expect(cells).to_have_count(3)
+    expect(cells.nth(2).locator(".jp-InputArea-editor .cm-line")).to_have_text(
+        ['print("a printed line")', "6 * 7"]
+    )
+    expect(cells.nth(2).locator(".jp-InputPrompt")).to_have_text("[ ]:")
+    expect(cells.nth(2).locator(".jp-OutputArea-output")).to_have_count(0)
+
+    # Ada shares an earlier cell through the widget's control.
+    run_cell(ada, 3)
+    expect(cell_output(ada, 3)).to_have_text("[0, 1, 4, 9]")
+    at_ada.page.bring_to_front()
+    at_ada.locator(".jc-share").click()
+    at_ada.locator(".jc-picker-choice", has_text="squares = [n * n").click()
+    from_control = at_grace.locator(".jc-cell").nth(1)
+    expect(from_control.locator(".jc-code")).to_have_text(
+        "squares = [n * n for n in range(4)]\nsquares"
+    )
+    expect(from_control.locator(".jc-plain")).to_have_text("[0, 1, 4, 9]")

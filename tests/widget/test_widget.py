@@ -166,3 +166,59 @@ def test_send_with_a_dict_is_still_an_ipywidgets_custom_message(
     widget = ChannelWidget("py:focus")
     widget.focus()  # DOMWidget.focus sends {"do": "focus"} through Widget.send
     assert custom_messages == [{"do": "focus"}]
+
+
+def test_share_cell_sends_a_cell_with_its_outputs_limited_to_what_is_shared(
+    make_widget: Factory,
+) -> None:
+    widget = make_widget("widget:share")
+    outputs = [
+        {"output_type": "stream", "name": "stdout", "text": ["two\n", "lines\n"]},
+        {"output_type": "execute_result", "execution_count": 3,
+         "data": {"text/plain": "42", "text/html": "<b>42</b>"}, "metadata": {}},
+        {"output_type": "display_data", "data": {"image/png": "not base64!"}, "metadata": {}},
+        {"output_type": "error", "ename": "E", "evalue": "", "traceback": []},
+    ]  # fmt: skip
+
+    offset = widget.share_cell(
+        "%%share widget:share\nx = 42\nx", execution_count=3, outputs=outputs
+    )
+
+    wait_for(lambda: [m.offset for m in widget.messages if m.subject == "cell"] == [offset])
+    payload = widget.messages[-1].payload
+    assert payload["source"] == "x = 42\nx"
+    assert payload["execution_count"] == 3
+    assert payload["outputs"] == [
+        {"output_type": "stream", "name": "stdout", "text": "two\nlines\n"},
+        {"output_type": "execute_result", "data": {"text/plain": "42"}, "metadata": {},
+         "execution_count": 3},
+    ]  # fmt: skip
+
+
+def test_insert_puts_the_kth_newest_shared_cell_in_a_new_cell_below(
+    make_widget: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Shell:
+        def __init__(self) -> None:
+            self.inputs: list[tuple[str, bool]] = []
+
+        def set_next_input(self, text: str, replace: bool = False) -> None:
+            self.inputs.append((text, replace))
+
+    shell = Shell()
+    monkeypatch.setattr("IPython.get_ipython", lambda: shell)
+    widget = make_widget("widget:insert")
+    for source in ("first = 1", "second = 2"):
+        widget.share_cell(source)
+    wait_for(lambda: len([m for m in widget.messages if m.subject == "cell"]) == 2)
+
+    assert widget.insert() == "second = 2"
+    assert widget.insert(2) == "first = 1"
+    assert shell.inputs == [("second = 2", False), ("first = 1", False)]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "still not true"
+        time.sleep(0.02)
