@@ -136,7 +136,9 @@ async def connect(url: str, token: str | None, on_frame: Any) -> WS:
 
 
 def join_frame() -> str:
-    return json.dumps({"event": "join", "topic": TOPIC, "ref": "j"})
+    # Presence off: with it, each of N joins is sent to every member (N x N frames),
+    # a cost of presence, not of delivering messages; the baseline has none.
+    return json.dumps({"event": "join", "topic": TOPIC, "ref": "j", "presence": False})
 
 
 def message_frame(seq: int, pad: str, sent_ns: int = 0, ref: bool = True) -> str:

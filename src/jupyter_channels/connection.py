@@ -88,6 +88,8 @@ class Subscription:
     last_offset: int = 0
     #: Live messages held back while the join reply is prepared: ``(offset, frame bytes)``.
     pending: list[tuple[int, WsFrame]] | None = field(default_factory=list)
+    #: Whether presence frames go to this subscription (a join's ``presence``).
+    presence: bool = True
 
 
 class Client:

@@ -90,6 +90,8 @@ class Frame:
     payload: JSON = field(default_factory=dict)
     since: int | None = None
     history: int = 0
+    #: ``join``: whether this connection wants ``presence_state``/``presence_diff`` frames.
+    presence: bool = True
     before: int | None = None
     limit: int = DEFAULT_HISTORY_LIMIT
 
@@ -247,6 +249,11 @@ def decode(text: str) -> Frame:
                 ErrorCode.INVALID_MESSAGE, "join 'payload' must be an object", ref=ref, topic=topic
             )
         history = _count(obj, "history", ref, topic) or 0
+        presence = obj.get("presence", True)
+        if not isinstance(presence, bool):
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, "'presence' must be true or false", ref=ref, topic=topic
+            )
         return Frame(
             event=event,
             ref=ref,
@@ -254,6 +261,7 @@ def decode(text: str) -> Frame:
             payload=payload,
             since=_count(obj, "since", ref, topic),
             history=min(history, MAX_HISTORY_LIMIT),
+            presence=presence,
         )
     if event is Event.MESSAGE:
         subject = obj.get("subject")
@@ -334,6 +342,19 @@ def encode_message(
         f'{{"event":"message","topic":{dumps(topic)},"subject":{dumps(subject)},'
         f'"payload":{payload_json},"offset":{"null" if offset is None else offset},'
         f'"ts":{ts},"from":{sender_json}}}'
+    )
+
+
+def message_frame_parts(
+    topic: str, subject: str, payload_json: str, sender_json: str
+) -> tuple[str, str]:
+    """A ``message`` frame split around its offset and ts, for stores that number
+    messages elsewhere (Redis): ``head + f'{offset},"ts":{ts}' + tail`` is
+    :func:`encode_message`'s frame."""
+    return (
+        f'{{"event":"message","topic":{dumps(topic)},"subject":{dumps(subject)},'
+        f'"payload":{payload_json},"offset":',
+        f',"from":{sender_json}}}',
     )
 
 

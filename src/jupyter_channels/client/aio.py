@@ -68,6 +68,8 @@ class AsyncSubscription:
         self.messages: collections.deque[Message] = collections.deque(maxlen=max_messages)
         self.joined = True
         self.close_reason: str | None = None
+        #: Whether the server sends this subscription presence frames (``members``).
+        self.wants_presence = True
         #: Set by the first join reply; a reconnect rejoins only confirmed subscriptions
         #: (a join still waiting in the buffer is sent after the rejoin, as asked).
         self._confirmed = False
@@ -426,6 +428,7 @@ class AsyncConnection:
                         "topic": sub.topic,
                         "payload": sub.params,
                         "since": sub.last_offset,
+                        "presence": sub.wants_presence,
                     },
                     self.timeout,
                 )
@@ -531,6 +534,7 @@ class AsyncConnection:
         history: int = 0,
         since: int | None = None,
         params: dict[str, JSON] | None = None,
+        presence: bool = True,
         timeout: float | None = None,
     ) -> AsyncSubscription:
         """Join ``topic`` (once per connection: joining again returns the same subscription).
@@ -544,7 +548,10 @@ class AsyncConnection:
         if existing is not None:
             return existing
         sub = AsyncSubscription(self, topic, params or {}, self.max_messages)
+        sub.wants_presence = presence
         frame: dict[str, Any] = {"event": Event.JOIN.value, "topic": topic, "payload": sub.params}
+        if not presence:
+            frame["presence"] = False
         if since is not None:
             frame["since"] = since
         elif history:

@@ -167,11 +167,19 @@ class Connection:
         history: int = 0,
         since: int | None = None,
         params: dict[str, JSON] | None = None,
+        presence: bool = True,
         timeout: float | None = None,
     ) -> Subscription:
         """Join ``topic``; see ``AsyncConnection.join``. Raises ``JoinRejected``."""
         sub = self._call(
-            self._aconn.join(topic, history=history, since=since, params=params, timeout=timeout),
+            self._aconn.join(
+                topic,
+                history=history,
+                since=since,
+                params=params,
+                presence=presence,
+                timeout=timeout,
+            ),
             timeout,
         )
         return Subscription(self, sub)
