@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .channels_fixture import CHANNELS, with_test_users
+from .redis_support import RedisServer
 from .support import ChannelsClient, connect_factory
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -17,8 +18,29 @@ def channels_config() -> dict:
     return {"channels": dict(CHANNELS)}
 
 
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One ``redis-server`` for the whole session (skipped without it, failed in CI)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["local", "redis"])
+def broker_url(request) -> str:
+    """Every test of the in-process server runs on both brokers: the embedded one
+    (``""``) and Redis (emptied first)."""
+    if request.param == "local":
+        return ""
+    redis = request.getfixturevalue("redis_server")
+    redis.client().flushdb()
+    return redis.url()
+
+
 @pytest.fixture
-def jp_server_config(tmp_path, channels_config):
+def jp_server_config(tmp_path, channels_config, broker_url):
     return with_test_users(
         {
             "ServerApp": {
@@ -28,7 +50,11 @@ def jp_server_config(tmp_path, channels_config):
                 },
                 "allow_unauthenticated_access": False,
             },
-            "ChannelsApp": {"history_path": str(tmp_path / "history.sqlite"), **channels_config},
+            "ChannelsApp": {
+                "history_path": str(tmp_path / "history.sqlite"),
+                "broker_url": broker_url,
+                **channels_config,
+            },
         }
     )
 

@@ -23,3 +23,18 @@ def test_the_kernel_rate_benchmark_runs_and_reports_both_publishers():
         (row,) = [line for line in lines if line.strip().startswith(mode)]
         assert "published/s" in row
         assert "received/s" in row
+
+
+def test_the_cross_server_benchmark_runs_and_reports_its_figures():
+    from .redis_support import redis_server_binary
+
+    redis_server_binary()  # skipped without redis-server, failed in CI
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "cross_server.py"), "--servers", "2",
+         "--subscribers", "3", "--messages", "20", "--runs", "1"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("cross_server: redis broker, 2 server(s), 3 subscribers")
+    for figure in ("published/s", "deliveries/s", "latency p50 ms", "latency p99 ms"):
+        assert figure in lines[1]

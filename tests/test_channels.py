@@ -519,7 +519,7 @@ def test_a_channel_subclass_without_handle_message_refuses_messages():
         Mute(None, "*").handle_message(None, None)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("url", ["amqp://localhost", "redis://", "nats://x:4222"])
+@pytest.mark.parametrize("url", ["amqp://localhost", "kafka://", "nats://x:4222"])
 def test_an_unknown_broker_url_scheme_is_refused_with_a_clear_message(url):
     with pytest.raises(TraitError, match="unknown scheme") as e:
         ChannelsApp(broker_url=url)

@@ -12,7 +12,7 @@ from traitlets import Dict, Float, Int, TraitError, Unicode, default, validate
 from traitlets.utils.importstring import import_item
 
 from .auth import export_env, mint_token, websocket_url
-from .brokers import check_broker_url
+from .brokers import Broker, broker_for_url, check_broker_url
 from .brokers.local import LocalBroker
 from .channel import Channel, Router, is_pattern
 from .constants import (
@@ -101,7 +101,20 @@ class ChannelsApp(ExtensionApp):
         10.0, help="Seconds a channel hook may take before the client gets 'timeout'."
     ).tag(config=True)
     broker_url = Unicode(
-        "", help="Empty for the embedded broker (in-process fan-out, SQLite history)."
+        "",
+        help=(
+            "Empty for the embedded broker (in-process fan-out, SQLite history); "
+            "'redis://[:password@]host:port/db' (or 'rediss://') to share topics, history "
+            "and presence with every server on that Redis (needs jupyter-channels[redis])."
+        ),
+    ).tag(config=True)
+    presence_ttl = Float(
+        30.0,
+        help=(
+            "With a shared broker: seconds this server's members stay listed on the other "
+            "servers without a refresh (it refreshes every third of this); a server that "
+            "dies stops counting within about 4/3 of it."
+        ),
     ).tag(config=True)
 
     @validate("broker_url")
@@ -111,6 +124,12 @@ class ChannelsApp(ExtensionApp):
         except ValueError as e:
             raise TraitError(str(e)) from None
         return str(proposal["value"])
+
+    @validate("presence_ttl")
+    def _check_presence_ttl(self, proposal: Any) -> float:
+        if not proposal["value"] > 0:
+            raise TraitError(f"ChannelsApp.presence_ttl must be positive, not {proposal['value']}")
+        return float(proposal["value"])
 
     @validate("channels")
     def _check_channels(self, proposal: Any) -> dict[str, str]:
@@ -150,8 +169,7 @@ class ChannelsApp(ExtensionApp):
             idle_timeout=self.idle_timeout,
             hook_timeout=self.hook_timeout,
         )
-        broker = LocalBroker(SqliteHistory(self.history_path, self.history_size))
-        self.hub = Hub(Router(), broker, limits)
+        self.hub = Hub(Router(), self.make_broker(), limits)
         self.build_router(self.hub)
         self.kernel_token = mint_token()
         self._export_env()
@@ -161,7 +179,14 @@ class ChannelsApp(ExtensionApp):
         self.log.info(
             "jupyter_channels: channels on %s, history in %s",
             ", ".join(self.hub.router.patterns()) or "(none)",
-            self.history_path,
+            self.history_path if not self.broker_url else self.hub.broker,
+        )
+
+    def make_broker(self) -> Broker:
+        if not self.broker_url:
+            return LocalBroker(SqliteHistory(self.history_path, self.history_size))
+        return broker_for_url(
+            self.broker_url, history_size=self.history_size, presence_ttl=self.presence_ttl
         )
 
     def _export_env(self) -> None:

@@ -241,7 +241,12 @@ class TopicsHandler(ChannelsAPIHandler):
     @web.authenticated
     async def get(self) -> None:
         await self.require("read")
-        self.finish(dumps(await self.hub.topic_list()))
+        try:
+            topics = await self.hub.topic_list()
+        except StoreUnavailable as e:
+            self.fail(ErrorCode.UNAVAILABLE, str(e))
+            return
+        self.finish(dumps(topics))
 
 
 class MessagesHandler(ChannelsAPIHandler):
@@ -335,7 +340,12 @@ class PresenceHandler(ChannelsAPIHandler):
         await self.require("read")
         if self.topic_arg(topic) is None:
             return
-        self.finish(dumps(self.hub.presence_state(topic)))
+        try:
+            presence = await self.hub.topic_presence(topic)
+        except StoreUnavailable as e:
+            self.fail(ErrorCode.UNAVAILABLE, str(e))
+            return
+        self.finish(dumps(presence))
 
 
 def handlers() -> list[tuple[str, type[JupyterHandler]]]:

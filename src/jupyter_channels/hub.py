@@ -39,7 +39,7 @@ from .constants import (
 )
 from .history.base import Draft, Page, StoredMessage, StoreUnavailable
 from .message import Message
-from .presence import Presence, diff, make_meta
+from .presence import Presence, State, diff, make_meta
 from .protocol import (
     JSON,
     Frame,
@@ -154,6 +154,8 @@ class Hub:
         self._started: asyncio.Future[None] | None = None
         self._ping_frame = ws_text_frame(PING_TEXT)
         broker.deliver = self._deliver
+        broker.presence_changed = self._remote_presence
+        broker.history_lost = self._history_lost
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -322,7 +324,9 @@ class Hub:
             if frame.ref is not None:
                 client.send_text(self._join_reply(topic, frame.ref, page))
             # presence_state follows every join (the client may have lost its copy).
-            client.send_text(encode_event(Event.PRESENCE_STATE, topic, self.presence_state(topic)))
+            if existing.presence:
+                members = self.presence_state(topic)
+                client.send_text(encode_event(Event.PRESENCE_STATE, topic, members))
             return
         if len(client.subscriptions) >= self.limits.max_topics_per_connection:
             self._fail(
@@ -343,7 +347,7 @@ class Hub:
 
         # Subscribe first, holding live messages back: together with the history
         # read this gives every message once, with no gap.
-        sub = Subscription(client, topic, frame.payload)
+        sub = Subscription(client, topic, frame.payload, presence=frame.presence)
         client.subscriptions[topic] = sub
         state = self._topic(topic)
         state.subscribers[client.id] = sub
@@ -391,7 +395,9 @@ class Hub:
         user = client.user
         meta = make_meta(client.id, client.kind.value, user.display_name, user.initials, user.color)
         joins = state.presence.join(user.username, meta)
-        client.send_text(encode_event(Event.PRESENCE_STATE, topic, state.presence.state()))
+        self.broker.track(topic, user.username, meta)
+        if sub.presence:
+            client.send_text(encode_event(Event.PRESENCE_STATE, topic, state.presence.state()))
         self._to_topic(state, encode_event(Event.PRESENCE_DIFF, topic, diff(joins=joins)), client)
 
     def _join_reply(self, topic: str, ref: Ref, page: Page) -> str:
@@ -545,6 +551,7 @@ class Hub:
             state.subscribers.pop(client.id, None)
             leaves = state.presence.leave(client.id)
             if leaves:
+                self.broker.untrack(topic, client.id)
                 self._to_topic(state, encode_event(Event.PRESENCE_DIFF, topic, diff(leaves=leaves)))
             if not state.subscribers:
                 del self.topics[topic]
@@ -609,11 +616,40 @@ class Hub:
                 if sub.client.id != exclude:
                     sub.client.send(data)
 
+    def _remote_presence(self, topic: str, joins: State, leaves: State) -> None:
+        """Broker callback: members on other servers came or went."""
+        state = self.topics.get(topic)
+        if state is None:
+            return
+        for entry in leaves.values():
+            for meta in entry["metas"]:
+                state.presence.leave(meta["phx_ref"])
+        for username, entry in joins.items():
+            for meta in entry["metas"]:
+                state.presence.join(username, meta)
+        self._to_topic(state, encode_event(Event.PRESENCE_DIFF, topic, diff(joins, leaves)))
+
+    def _history_lost(self, topic: str) -> None:
+        """Broker callback: the topic's offsets start again. Subscribers' offsets are void;
+        closing their connections makes clients reconnect and rejoin with ``since``."""
+        state = self.topics.get(topic)
+        if state is None:
+            return
+        log.warning(
+            "history of %r was lost; its %d subscribers reconnect", topic, len(state.subscribers)
+        )
+        for sub in list(state.subscribers.values()):
+            sub.client.close(CloseCode.SERVICE_RESTART, "history lost: rejoin")
+
     def _to_topic(self, state: _Topic, text: str, skip: Client | None = None) -> None:
-        """Send a frame outside history (presence) to every joined subscriber."""
+        """Send a presence frame to every joined subscriber that wants presence.
+
+        Each join or leave reaches every member: N members joining cost N x N frames,
+        which is why a join may say ``"presence": false``.
+        """
         data = ws_text_frame(text)
         for sub in state.subscribers.values():
-            if sub.pending is None and sub.client is not skip:
+            if sub.pending is None and sub.presence and sub.client is not skip:
                 sub.client.send(data)
 
     def push(self, client_id: str, topic: str, subject: str, payload: JSON) -> asyncio.Future[None]:
@@ -647,15 +683,23 @@ class Hub:
         state = self.topics.get(topic)
         return state.presence.state() if state is not None else {}
 
+    async def topic_presence(self, topic: str) -> State:
+        """Every server's members of ``topic`` (raises ``StoreUnavailable``)."""
+        state = self.topics.get(topic)
+        if state is not None:
+            return state.presence.state()
+        return (await self.broker.remote_presence([topic])).get(topic, {})
+
     async def topic_list(self) -> list[dict[str, Any]]:
         offsets = await self.broker.topics()
-        names = set(offsets) | {t for t, s in self.topics.items() if len(s.presence)}
+        remote = await self.broker.remote_presence()
+        names = set(offsets) | set(remote) | {t for t, s in self.topics.items() if len(s.presence)}
         return [
             {
                 "topic": name,
                 "members": len(self.topics[name].presence.usernames())
                 if name in self.topics
-                else 0,
+                else len(remote.get(name, {})),
                 "offset": offsets.get(name, 0),
             }
             for name in sorted(names)

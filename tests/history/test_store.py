@@ -6,11 +6,13 @@ Adding a store is one more entry in ``KINDS``; the whole suite then runs against
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,17 +45,43 @@ def fail_next_sqlite_commit(store: HistoryStore, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(store, "_write", write_once_failing)
 
 
+def fail_next_redis_commit(store: HistoryStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis
+
+    run_batch = store._run_batch  # type: ignore[attr-defined]
+    failed = False
+
+    async def run_once_failing(batch: list[Any]) -> list[Any]:
+        nonlocal failed
+        if not failed:
+            failed = True
+            raise redis.ConnectionError("Connection closed by server (injected)")
+        return await run_batch(batch)
+
+    monkeypatch.setattr(store, "_run_batch", run_once_failing)
+
+
+def redis_history(place: Path, size: int, redis_server: Any) -> HistoryStore:
+    """Each test's ``place`` is its own key prefix: tests share one Redis, not their data."""
+    from jupyter_channels.history.redis import RedisHistory
+
+    return RedisHistory(redis_server.url(), size, prefix=f"test:{place}:")
+
+
 @dataclass(frozen=True)
 class StoreKind:
     """One HistoryStore implementation, as the suite makes and breaks it."""
 
     name: str
-    #: A new, unopened store kept under ``place`` (a fresh directory per test).
-    make: Callable[[Path, int], HistoryStore]
+    #: A new, unopened store kept under ``place`` (a fresh directory per test); it also
+    #: gets the fixtures named in ``needs``, by name.
+    make: Callable[..., HistoryStore]
     #: Make the store's next commit fail, as a full disk or a lost connection would.
     fail_next_commit: Callable[[HistoryStore, pytest.MonkeyPatch], None]
     #: Whether a new instance on the same ``place`` finds what the last one stored.
     durable: bool
+    #: Fixtures ``make`` needs (a server to talk to).
+    needs: tuple[str, ...] = ()
 
 
 KINDS = [
@@ -69,13 +97,22 @@ KINDS = [
         fail_next_sqlite_commit,
         durable=False,
     ),
+    StoreKind(
+        "redis",
+        redis_history,
+        fail_next_redis_commit,
+        durable=True,
+        needs=("redis_server",),
+    ),
 ]
 DURABLE = [kind for kind in KINDS if kind.durable]
 
 
 @pytest.fixture(params=KINDS, ids=lambda kind: kind.name)
 def kind(request) -> StoreKind:
-    return request.param
+    kind = request.param
+    needed = {name: request.getfixturevalue(name) for name in kind.needs}
+    return replace(kind, make=functools.partial(kind.make, **needed))
 
 
 @pytest.fixture
@@ -371,7 +408,7 @@ async def test_a_message_the_store_cannot_encode_fails_and_leaves_no_gap(store):
     assert ns((await store.read("a", since=0)).messages) == [1, 2]
 
 
-@pytest.mark.parametrize("kind", DURABLE, ids=lambda kind: kind.name)
+@pytest.mark.parametrize("kind", DURABLE, ids=lambda kind: kind.name, indirect=True)
 async def test_reopening_a_durable_store_keeps_messages_epoch_and_offsets(kind, tmp_path):
     first = kind.make(tmp_path, HISTORY_SIZE)
     await first.open()

@@ -43,15 +43,9 @@ PAGE_TIMEOUT = 60_000
 WIDGET_TIMEOUT = 30_000
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
-
-
 def missing(what: str) -> NoReturn:
-    """Skip on a developer's machine; fail in CI, where nothing may be skipped."""
-    if in_ci():
-        pytest.fail(f"{what} (CI must run the browser tests; see scripts/setup)", pytrace=False)
-    pytest.skip(what)
+    """A missing dependency fails the run (scripts/setup installs it): never a skip."""
+    pytest.fail(f"{what} (the browser tests need it; see scripts/setup)", pytrace=False)
 
 
 def notebook_json(cells: tuple[str, ...]) -> dict[str, Any]:

@@ -1,24 +1,38 @@
-"""The broker interface: publish, subscribe, read. Backends translate into these types."""
+"""The broker interface: publish, subscribe, read, and presence across servers.
+
+Backends translate into these types (``StoredMessage``, presence ``State``).
+"""
 
 from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ..history.base import Draft, Page, StoredMessage
+from ..presence import Meta, State
 
 Deliver = Callable[[StoredMessage], None]
+#: ``(topic, joins, leaves)``: other servers' members came or went.
+PresenceChanged = Callable[[str, State, State], None]
+#: ``(topic)``: the topic's history is gone and its offsets start again.
+HistoryLost = Callable[[str], None]
 
 
 class Broker(abc.ABC):
-    """Numbers, stores and delivers messages.
+    """Numbers, stores and delivers messages; shares presence with other servers.
 
-    The hub sets ``deliver``; the broker calls it with every stored message of a
-    topic the hub subscribed to, in offset order, once per message.
+    The hub sets the callbacks. The broker calls ``deliver`` with every stored
+    message of a topic the hub subscribed to, in offset order, once per message;
+    ``presence_changed`` when members on other servers join or leave a
+    subscribed topic; ``history_lost`` when a subscribed topic's history was lost
+    (its subscribers' offsets mean nothing any more). A broker without other
+    servers (the local one) never calls the last two and has no remote presence.
     """
 
     deliver: Deliver | None = None
+    presence_changed: PresenceChanged | None = None
+    history_lost: HistoryLost | None = None
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -58,3 +72,25 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def topics(self) -> dict[str, int]:
         """Every topic with history, with its last offset."""
+
+    # -- presence across servers ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def track(self, topic: str, username: str, meta: Meta) -> None:
+        """A connection of this server joined ``topic``: tell the other servers.
+
+        Not awaited: changes are sent in call order, in the background, and kept
+        alive by the broker (the other servers forget them if this one dies).
+        """
+
+    @abc.abstractmethod
+    def untrack(self, topic: str, conn_id: str) -> None:
+        """The connection ``conn_id`` of this server left ``topic`` (as ``track``)."""
+
+    @abc.abstractmethod
+    async def remote_presence(self, topics: Iterable[str] | None = None) -> dict[str, State]:
+        """Other servers' members, by topic: of ``topics``, or of every topic that has any.
+
+        For topics the hub did not subscribe to (``presence_changed`` keeps it up
+        to date on the others). Fails with ``StoreUnavailable``.
+        """

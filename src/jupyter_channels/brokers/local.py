@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from ..history.base import Draft, HistoryStore, Page, StoredMessage
+from ..presence import Meta, State
 from .base import Broker
 
 
 class LocalBroker(Broker):
-    """Delivers each message once its store committed it, in offset order."""
+    """Delivers each message once its store committed it, in offset order.
+
+    There are no other servers: the hub's own presence is all there is.
+    """
 
     def __init__(self, store: HistoryStore) -> None:
         self.store = store
@@ -52,3 +56,12 @@ class LocalBroker(Broker):
 
     async def topics(self) -> dict[str, int]:
         return await self.store.topics()
+
+    def track(self, topic: str, username: str, meta: Meta) -> None:
+        pass
+
+    def untrack(self, topic: str, conn_id: str) -> None:
+        pass
+
+    async def remote_presence(self, topics: Iterable[str] | None = None) -> dict[str, State]:
+        return {}
