@@ -933,3 +933,24 @@ async def test_client_disconnect_closes_the_connection_with_1000_and_its_reason(
     assert await closed(ada) == (1000, "bye")
     with pytest.raises(WebSocketClosedError):
         await ada.send(json.dumps({"event": "heartbeat"}))
+
+
+async def test_a_join_with_presence_false_gets_no_presence_frames_but_is_a_member(channels_ws):
+    quiet = await channels_ws()
+    reply = await quiet.request({"event": "join", "topic": "chat:quiet", "presence": False})
+    assert reply["payload"]["status"] == "ok"
+
+    other = await channels_ws(**as_user("grace"))
+    await other.request({"event": "join", "topic": "chat:quiet"})
+    state = await other.expect("presence_state", topic="chat:quiet")
+    assert sorted(state["payload"]) == ["ada", "grace"]  # the quiet one is a member
+    await other.publish("chat:quiet", "text", {"n": 1})
+
+    frames = await quiet.drain(at_least=1)
+    assert [f["event"] for f in frames] == ["message"]  # no presence_state, no diff
+
+
+async def test_presence_must_be_a_boolean(channels_ws):
+    client = await channels_ws()
+    reply = await client.request({"event": "join", "topic": "chat:quiet", "presence": "no"})
+    assert error_reason(reply) == "invalid_message"
