@@ -38,3 +38,19 @@ def test_the_cross_server_benchmark_runs_and_reports_its_figures():
     assert lines[0].startswith("cross_server: redis broker, 2 server(s), 3 subscribers")
     for figure in ("published/s", "deliveries/s", "latency p50 ms", "latency p99 ms"):
         assert figure in lines[1]
+
+
+def test_the_fanout_benchmark_runs_every_scenario_against_both_servers():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "fanout.py"), "--quick", "--runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    out = result.stdout
+    assert "ratio = project / baseline" in out
+    for row in ("fanout S=5 M=20", "latency S=5 50/s", "idle N=20"):
+        assert row in out, out
+    assert "INVALID" not in out
+    assert "published/s" in out  # the kernel scenario ran too
