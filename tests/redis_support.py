@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from .support import free_port
+from .support import free_port, stop_process
 
 START_TIMEOUT = 20.0
 
@@ -90,11 +89,5 @@ class RedisServer:
 
     def stop(self) -> None:
         """A clean shutdown (SIGTERM): with ``persistent``, everything written is kept."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
         self.proc = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from typing import Any, NoReturn
 import pytest
 
 from ..channels_fixture import USER_HEADER
-from ..support import free_port
+from ..support import free_port, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("JUPYTER_CHANNELS_CHROMIUM", "/usr/bin/chromium"))
@@ -130,13 +129,7 @@ class Lab:
         raise TimeoutError(f"jupyter lab did not start: {self.log_tail()}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
         self.proc = None
 
     def log_tail(self) -> str:
