@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from .channels_fixture import CHANNELS, with_test_users
 from .redis_support import RedisServer
-from .support import ChannelsClient, connect_factory
+from .support import ChannelsClient, SpawnedServer, connect_factory, spawn
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -72,3 +74,15 @@ def channels_ws(jp_ws_fetch, jp_serverapp):
 
 
 __all__ = ["ChannelsClient"]
+
+
+@pytest.fixture(scope="session")
+def spawned_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpawnedServer]:
+    """One spawned server shared by the tests that only need some server to talk to;
+    each of them uses its own topics."""
+    root = tmp_path_factory.mktemp("spawned")
+    server = spawn(root, root / "history.sqlite").start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,13 +27,8 @@ def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpawnedServer]:
-    root = tmp_path_factory.mktemp("cli")
-    server = spawn(root, root / "history.sqlite").start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def server(spawned_server: SpawnedServer) -> SpawnedServer:
+    return spawned_server
 
 
 def at(server: SpawnedServer) -> list[str]:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from .support import SpawnedServer, spawn
+from .support import SpawnedServer
 
 #: Text each notebook must print: it did what it says, not only "ran".
 EXPECTED = {
@@ -28,13 +27,8 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpawnedServer]:
-    root = tmp_path_factory.mktemp("notebooks")
-    server = spawn(root, root / "history.sqlite").start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def server(spawned_server: SpawnedServer) -> SpawnedServer:
+    return spawned_server
 
 
 def test_the_notebooks_are_there():

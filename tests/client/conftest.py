@@ -3,27 +3,12 @@ URL and token of the in-process one."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from ..support import SpawnedServer, spawn
-
 #: Variables through which the client discovers a server by itself.
 DISCOVERY_ENV = ("JUPYTER_CHANNELS_URL", "JUPYTER_CHANNELS_TOKEN", "JPY_PARENT_PID")
-
-
-@pytest.fixture(scope="session")
-def spawned_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpawnedServer]:
-    """One spawned server shared by the tests that only need some server to talk to;
-    each of them uses its own topics."""
-    root = tmp_path_factory.mktemp("spawned")
-    server = spawn(root, root / "history.sqlite").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

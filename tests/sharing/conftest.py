@@ -11,17 +11,12 @@ from jupyter_client.manager import KernelManager
 
 import jupyter_channels as jc
 
-from ..support import SpawnedServer, spawn
+from ..support import SpawnedServer
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpawnedServer]:
-    root = tmp_path_factory.mktemp("sharing")
-    server = spawn(root, root / "history.sqlite").start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def server(spawned_server: SpawnedServer) -> SpawnedServer:
+    return spawned_server
 
 
 class Kernel:
