@@ -24,7 +24,7 @@ def test_redis_urls_build_the_redis_broker_with_the_configured_sizes(url):
     broker = ChannelsApp(broker_url=url, history_size=7, presence_ttl=3.0).make_broker()
 
     assert isinstance(broker, RedisBroker)
-    assert (broker.history.history_size, broker.presence_ttl) == (7, 3.0)
+    assert (broker.store.history_size, broker.presence_ttl) == (7, 3.0)
 
 
 @pytest.mark.parametrize("ttl", [0, -1.0])

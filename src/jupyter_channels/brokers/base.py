@@ -9,7 +9,7 @@ import abc
 import asyncio
 from collections.abc import Callable, Iterable
 
-from ..history.base import Draft, Page, StoredMessage
+from ..history.base import Draft, HistoryStore, Page, StoredMessage
 from ..presence import Meta, State
 
 Deliver = Callable[[StoredMessage], None]
@@ -33,6 +33,8 @@ class Broker(abc.ABC):
     deliver: Deliver | None = None
     presence_changed: PresenceChanged | None = None
     history_lost: HistoryLost | None = None
+    #: Where the broker keeps history; ``read`` and ``topics`` ask it.
+    store: HistoryStore
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -58,7 +60,6 @@ class Broker(abc.ABC):
     async def unsubscribe(self, topic: str) -> None:
         """Stop delivering ``topic``; called when its last local subscriber left."""
 
-    @abc.abstractmethod
     async def read(
         self,
         topic: str,
@@ -68,10 +69,11 @@ class Broker(abc.ABC):
         limit: int = 50,
     ) -> Page:
         """Read a topic's history (see ``HistoryStore.read``)."""
+        return await self.store.read(topic, since=since, before=before, limit=limit)
 
-    @abc.abstractmethod
     async def topics(self) -> dict[str, int]:
         """Every topic with history, with its last offset."""
+        return await self.store.topics()
 
     # -- presence across servers ----------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 
-from ..history.base import Draft, HistoryStore, Page, StoredMessage
+from ..history.base import Draft, HistoryStore, StoredMessage
 from ..presence import Meta, State
 from .base import Broker
 
@@ -43,19 +43,6 @@ class LocalBroker(Broker):
 
     async def unsubscribe(self, topic: str) -> None:
         self._topics.discard(topic)
-
-    async def read(
-        self,
-        topic: str,
-        *,
-        since: int | None = None,
-        before: int | None = None,
-        limit: int = 50,
-    ) -> Page:
-        return await self.store.read(topic, since=since, before=before, limit=limit)
-
-    async def topics(self) -> dict[str, int]:
-        return await self.store.topics()
 
     def track(self, topic: str, username: str, meta: Meta) -> None:
         pass

@@ -34,7 +34,7 @@ from typing import Any
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from ..history.base import Draft, Page, StoredMessage, StoreUnavailable
+from ..history.base import Draft, StoredMessage, StoreUnavailable
 from ..history.redis import (
     CONNECT_TIMEOUT,
     DEFAULT_PREFIX,
@@ -203,9 +203,9 @@ class RedisBroker(Broker):
         presence_ttl: float = 30.0,
         prefix: str = DEFAULT_PREFIX,
     ) -> None:
-        self.history = RedisHistory(url, history_size, prefix=prefix)
-        self.keys = self.history.keys
-        self.health = self.history.health
+        self.store: RedisHistory = RedisHistory(url, history_size, prefix=prefix)
+        self.keys = self.store.keys
+        self.health = self.store.health
         self.server_id = uuid.uuid4().hex[:12]
         self.presence_ttl = presence_ttl
         self._subscribed: dict[str, _Subscribed] = {}
@@ -232,8 +232,8 @@ class RedisBroker(Broker):
 
     async def start(self) -> None:
         """Connect; if Redis is not there (yet), keep trying in the background."""
-        self.history.on_epoch = self._epoch_changed
-        await self.history.open()
+        self.store.on_epoch = self._epoch_changed
+        await self.store.open()
         loop = asyncio.get_running_loop()
         self._reader = loop.create_task(self._read_forever())
         self._renewer = loop.create_task(self._renew_forever())
@@ -259,7 +259,7 @@ class RedisBroker(Broker):
         await self._close_pubsub()
         for sub in self._subscribed.values():
             self._acknowledge_all(sub)
-        await self.history.close()
+        await self.store.close()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -269,7 +269,7 @@ class RedisBroker(Broker):
     # -- publishing and reading --------------------------------------------------------------------
 
     def publish(self, draft: Draft) -> asyncio.Future[StoredMessage]:
-        stored = self.history.append(draft)
+        stored = self.store.append(draft)
         if draft.topic not in self._subscribed:
             return stored
         # Subscribers here get the message before its sender's ok, as with the local broker.
@@ -297,26 +297,13 @@ class RedisBroker(Broker):
         stored.add_done_callback(done)
         return acked
 
-    async def read(
-        self,
-        topic: str,
-        *,
-        since: int | None = None,
-        before: int | None = None,
-        limit: int = 50,
-    ) -> Page:
-        return await self.history.read(topic, since=since, before=before, limit=limit)
-
-    async def topics(self) -> dict[str, int]:
-        return await self.history.topics()
-
     # -- subscriptions -----------------------------------------------------------------------------
 
     async def subscribe(self, topic: str) -> None:
         sub = self._subscribed[topic] = _Subscribed()
         await self._subscribe_channels([topic])
         # Messages stored before the subscription are the hub's to read from history.
-        page = await self.history.read(topic, limit=0)
+        page = await self.store.read(topic, limit=0)
         sub.last = max(sub.last or 0, page.offset)
         self._acknowledge(sub)
         await self._snapshot_presence([topic])
@@ -375,7 +362,7 @@ class RedisBroker(Broker):
         while not self._stopping.is_set():
             self._back.clear()
             try:
-                pubsub = self.history.client().pubsub()
+                pubsub = self.store.client().pubsub()
                 self._pubsub = pubsub
                 await pubsub.connect()  # type: ignore[no-untyped-call]
                 self._connected.set()
@@ -430,7 +417,7 @@ class RedisBroker(Broker):
         await self._close_pubsub()
         # Idle pooled connections probably died with this one: none should fail the next
         # command. Those in use are left alone: they fail by themselves if they are dead.
-        redis = self.history.redis
+        redis = self.store.redis
         if redis is not None:
             await redis.connection_pool.disconnect(inuse_connections=False)
 
@@ -458,7 +445,7 @@ class RedisBroker(Broker):
         if sub is None or sub.held is None:
             return
         since = sub.last
-        page = await self.history.read(topic, since=since, limit=0)
+        page = await self.store.read(topic, since=since, limit=0)
         if self._subscribed.get(topic) is not sub or sub.held is None:
             return
         if since is None or sub.last is None:
@@ -556,7 +543,7 @@ class RedisBroker(Broker):
 
     async def _check_epoch(self) -> None:
         with contextlib.suppress(StoreUnavailable):
-            await self.history.read("", limit=0)  # a new epoch calls _epoch_changed
+            await self.store.read("", limit=0)  # a new epoch calls _epoch_changed
 
     def _epoch_changed(self, epoch: str) -> None:
         """Redis lost its data: offsets start again, so every subscriber here must rejoin."""
@@ -610,7 +597,7 @@ class RedisBroker(Broker):
 
     async def _send_presence(self, ops: list[tuple[str, str, str | None]]) -> None:
         keys, server_id = self.keys, self.server_id
-        pipe = self.history.client().pipeline(transaction=False)
+        pipe = self.store.client().pipeline(transaction=False)
         pipe.script_load(TRACK_LUA)
         pipe.script_load(UNTRACK_LUA)
         for topic, conn_id, member in ops:
@@ -648,7 +635,7 @@ class RedisBroker(Broker):
                 for conn_id, member in members.items():
                     triples += [topic, conn_id, member]
         args = [self.keys.prefix, self.server_id, 0 if leaving else self._ttl_ms, len(triples) // 3]
-        return int(await self.history.eval(SYNC_LUA, [], [*args, *triples]))
+        return int(await self.store.eval(SYNC_LUA, [], [*args, *triples]))
 
     @property
     def _ttl_ms(self) -> int:
@@ -688,7 +675,7 @@ class RedisBroker(Broker):
         if not topics:
             return {}
         try:
-            pipe = self.history.client().pipeline(transaction=False)
+            pipe = self.store.client().pipeline(transaction=False)
             for topic in topics:
                 pipe.hgetall(self.keys.presence(topic))
             results = await pipe.execute()
@@ -724,7 +711,7 @@ class RedisBroker(Broker):
     async def remote_presence(self, topics: Iterable[str] | None = None) -> dict[str, State]:
         if topics is None:
             try:
-                present = await self.history.client().smembers(self.keys.present)
+                present = await self.store.client().smembers(self.keys.present)
             except (RedisError, OSError) as e:
                 self.health.failed(e)
                 raise _unavailable(e) from e
