@@ -34,6 +34,13 @@ def gated(monkeypatch):
     return gate
 
 
+async def drop_every_connection(channels_app, conn) -> None:
+    """The server drops every connection; returns once ``conn`` is reconnecting."""
+    for client in list(channels_app.hub.clients.values()):
+        client.disconnect("dropped by the test")
+    await await_until(lambda: conn.state == "reconnecting")
+
+
 async def test_async_for_yields_each_message_in_offset_order(server_url, server_token):
     async with jc.aconnect(server_url, server_token) as conn:
         room = await conn.join("chat:iterate")
@@ -161,9 +168,7 @@ async def test_a_rejoin_does_not_replay_history_the_join_did_not_ask_for(
         received = []
         inbox.on("*", lambda message: received.append(message.offset))
 
-        for client in list(channels_app.hub.clients.values()):
-            client.disconnect("dropped by the test")
-        await await_until(lambda: reader.state == "reconnecting")
+        await drop_every_connection(channels_app, reader)
         await await_until(lambda: reader.state == writer.state == "connected")
         assert await outbox.send("text", {"n": 3}) == 4
         await await_until(lambda: received == [4])
@@ -176,9 +181,7 @@ async def test_a_send_made_while_disconnected_is_buffered_and_sent_after_the_rej
     async with jc.aconnect(server_url, server_token, max_backoff=0.2) as conn:
         room = await conn.join(topic)
         opened = gated(conn)
-        for client in list(channels_app.hub.clients.values()):
-            client.disconnect("dropped by the test")
-        await await_until(lambda: conn.state == "reconnecting")
+        await drop_every_connection(channels_app, conn)
 
         pending = asyncio.ensure_future(room.send("text", {"text": "written offline"}))
         await asyncio.sleep(0.1)
@@ -195,9 +198,7 @@ async def test_the_buffer_of_requests_made_while_disconnected_is_bounded(
     async with jc.aconnect(server_url, server_token, max_buffered=2) as conn:
         room = await conn.join("chat:bounded")
         opened = gated(conn)
-        for client in list(channels_app.hub.clients.values()):
-            client.disconnect("dropped by the test")
-        await await_until(lambda: conn.state == "reconnecting")
+        await drop_every_connection(channels_app, conn)
 
         waiting = [asyncio.ensure_future(room.send("text", {"n": n})) for n in range(2)]
         await asyncio.sleep(0)
@@ -216,9 +217,7 @@ async def test_a_buffered_request_that_timed_out_is_never_sent_later(
     async with jc.aconnect(server_url, server_token, max_backoff=0.2) as conn:
         room = await conn.join(topic)
         opened = gated(conn)
-        for client in list(channels_app.hub.clients.values()):
-            client.disconnect("dropped by the test")
-        await await_until(lambda: conn.state == "reconnecting")
+        await drop_every_connection(channels_app, conn)
 
         with pytest.raises(jc.ReplyTimeout):
             await room.send("text", {"text": "too late"}, timeout=0.2)
