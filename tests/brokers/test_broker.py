@@ -321,6 +321,30 @@ async def test_a_server_that_dies_stops_counting_once_its_presence_expires(serve
     assert await here.broker.remote_presence() == {}
 
 
+@pytest.mark.parametrize(
+    "kind", [k for k in SHARED if k.name == "redis"], ids=lambda kind: kind.name, indirect=True
+)
+async def test_a_join_made_while_a_renewal_is_on_its_way_is_kept(servers):
+    """A renewal lists this server's members, then waits for a pooled connection; a join
+    made meanwhile must not be undone when the renewal reaches Redis after it."""
+    here, there = await servers(), await servers()
+    store = there.broker.store
+    real_eval = store.eval
+
+    async def slow_eval(*args: Any) -> Any:
+        await asyncio.sleep(0.3)  # as when a new connection has to be opened first
+        return await real_eval(*args)
+
+    store.eval = slow_eval
+    renewal = asyncio.ensure_future(there.broker._sync())
+    await asyncio.sleep(0)  # the renewal has started
+    there.track("chat:a", "c1", "grace")
+    await renewal
+    await until(lambda: there.broker._presence_flusher is None)
+
+    assert list((await here.broker.remote_presence(["chat:a"])).get("chat:a", {})) == ["grace"]
+
+
 def die(broker: Any) -> None:
     """Stop a Redis broker's work as a killed process would: no goodbye."""
     for task in (broker._renewer, broker._reader):

@@ -213,6 +213,10 @@ class RedisBroker(Broker):
         self._local: dict[str, dict[str, str]] = {}
         self._presence_ops: list[tuple[str, str, str | None]] = []
         self._presence_flusher: asyncio.Task[None] | None = None
+        #: Held while presence is written. Commands go over pooled connections, so Redis
+        #: could run a renewal listing members from before a join after that join, and
+        #: drop the new member until the next renewal; one writer at a time keeps order.
+        self._presence_writing = asyncio.Lock()
         self._pubsub: PubSub | None = None
         self._reconnect = False
         self._confirm: dict[bytes, deque[asyncio.Future[None]]] = {}
@@ -588,7 +592,8 @@ class RedisBroker(Broker):
             while self._presence_ops:
                 ops, self._presence_ops = self._presence_ops, []
                 try:
-                    await self._send_presence(ops)
+                    async with self._presence_writing:
+                        await self._send_presence(ops)
                 except (RedisError, OSError, StoreUnavailable) as e:
                     # The next renewal writes this server's members as they are by then.
                     self.health.failed(e)
@@ -629,13 +634,17 @@ class RedisBroker(Broker):
             await self._pause(self.presence_ttl / 3)
 
     async def _sync(self, *, leaving: bool = False) -> int:
-        triples: list[str] = []
-        if not leaving:
-            for topic, members in self._local.items():
-                for conn_id, member in members.items():
-                    triples += [topic, conn_id, member]
-        args = [self.keys.prefix, self.server_id, 0 if leaving else self._ttl_ms, len(triples) // 3]
-        return int(await self.store.eval(SYNC_LUA, [], [*args, *triples]))
+        async with self._presence_writing:
+            # Listed once the lock is held: joins and leaves not yet written are in it,
+            # and those made while it is written are sent after it.
+            triples: list[str] = []
+            if not leaving:
+                for topic, members in self._local.items():
+                    for conn_id, member in members.items():
+                        triples += [topic, conn_id, member]
+            ttl = 0 if leaving else self._ttl_ms
+            args = [self.keys.prefix, self.server_id, ttl, len(triples) // 3]
+            return int(await self.store.eval(SYNC_LUA, [], [*args, *triples]))
 
     @property
     def _ttl_ms(self) -> int:
