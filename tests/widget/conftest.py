@@ -212,9 +212,11 @@ def jp_server_cleanup() -> None:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         missing('Playwright is not installed (pip install -e ".[dev]")')
+    # Assertions wait as long as actions do (Playwright's own default is 5 s).
+    expect.set_options(timeout=WIDGET_TIMEOUT)
     if not CHROMIUM.is_file():
         missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     with sync_playwright() as playwright:
