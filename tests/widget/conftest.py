@@ -254,6 +254,12 @@ def open_notebook(lab: Lab, browser: Any) -> Iterator[OpenNotebook]:
         context.set_default_timeout(WIDGET_TIMEOUT)
         contexts.append(context)
         page = context.new_page()
+        # JupyterLab's own dialog when a request failed (a cut): it takes the keyboard, so
+        # it is closed before any action, as a person would close it.
+        page.add_locator_handler(
+            page.locator(".jp-Dialog").filter(has_text="Server Connection Error"),
+            lambda dialog: dialog.get_by_role("button", name="Close").click(),
+        )
         base = f"http://127.0.0.1:{port or lab.port}/"
         # A workspace of its own: JupyterLab would restore the other pages' tabs.
         where = f"lab/workspaces/{uuid.uuid4().hex[:8]}/tree" if app == "lab" else "notebooks"

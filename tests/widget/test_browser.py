@@ -50,11 +50,12 @@ def show_widget(page: Any, cell: int = 0) -> Any:
 
 
 def say(widget: Any, text: str) -> None:
-    """Type a line into the widget and press Enter."""
+    """Type a line into the widget and press Enter; the box empties once it is sent."""
     widget.page.bring_to_front()
     box = widget.locator(".jc-input")
     box.fill(text)
     box.press("Enter")
+    expect(box).to_have_value("")
 
 
 def feed(widget: Any) -> Any:
