@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -162,6 +164,14 @@ def wait_until(condition: Callable[[], Any], timeout: float = RECV_TIMEOUT) -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"still not true after {timeout} s: {condition}")
         time.sleep(0.01)
+
+
+def with_needs(request: Any) -> Any:
+    """The kind a fixture is parametrized with (a dataclass with ``make`` and ``needs``),
+    its ``make`` given the fixtures that ``needs`` names."""
+    kind = request.param
+    needed = {name: request.getfixturevalue(name) for name in kind.needs}
+    return dataclasses.replace(kind, make=functools.partial(kind.make, **needed))
 
 
 async def await_until(condition: Callable[[], Any], timeout: float = RECV_TIMEOUT) -> None:

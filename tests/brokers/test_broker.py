@@ -8,12 +8,11 @@ instances in this process on the same backend, each standing for one server.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from jupyter_channels.presence import State, make_meta
 from jupyter_channels.protocol import dumps
 
 from ..redis_support import RedisServer
+from ..support import await_until, with_needs
 
 HISTORY_SIZE = 100
 SENDER = '{"id":"c1","user":"ada","name":"Ada","kind":"browser"}'
@@ -97,19 +97,9 @@ class Server:
         self.broker.track(topic, username, make_meta(conn_id, "browser", username, "A", "#000"))
 
 
-async def until(condition: Callable[[], Any], timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not true after {timeout} s")
-        await asyncio.sleep(0.01)
-
-
 @pytest.fixture(params=KINDS, ids=lambda kind: kind.name)
 def kind(request) -> BrokerKind:
-    kind = request.param
-    needed = {name: request.getfixturevalue(name) for name in kind.needs}
-    return replace(kind, make=functools.partial(kind.make, **needed))
+    return with_needs(request)
 
 
 @pytest.fixture
@@ -138,7 +128,7 @@ async def test_a_subscribed_topic_gets_every_message_once_in_offset_order(server
     stored = await asyncio.gather(*(server.publish("chat:a", n) for n in range(20)))
 
     assert [m.offset for m in stored] == list(range(1, 21))
-    await until(lambda: len(server.offsets("chat:a")) >= 20)
+    await await_until(lambda: len(server.offsets("chat:a")) >= 20)
     assert server.offsets("chat:a") == list(range(1, 21))
     assert [json.loads(m.frame)["payload"]["n"] for m in server.delivered] == list(range(20))
 
@@ -166,7 +156,7 @@ async def test_topics_not_subscribed_are_stored_and_never_delivered(servers):
     (message,) = await asyncio.gather(server.publish("chat:b", 1))
     await server.publish("chat:a", 2)
 
-    await until(lambda: server.offsets("chat:a") == [1])
+    await await_until(lambda: server.offsets("chat:a") == [1])
     assert server.offsets("chat:b") == []
     page = await server.broker.read("chat:b", since=0)
     assert [m.frame for m in page.messages] == [message.frame]
@@ -177,7 +167,7 @@ async def test_after_unsubscribing_nothing_more_is_delivered(servers):
     server = await servers()
     await server.broker.subscribe("chat:a")
     await server.publish("chat:a", 1)
-    await until(lambda: server.offsets("chat:a") == [1])
+    await await_until(lambda: server.offsets("chat:a") == [1])
 
     await server.broker.unsubscribe("chat:a")
     await server.publish("chat:a", 2)
@@ -193,7 +183,7 @@ async def test_the_connection_to_exclude_is_delivered_with_the_message(servers):
     await server.publish("chat:a", 1, exclude="conn-1")
     await server.publish("chat:a", 2)
 
-    await until(lambda: len(server.delivered) == 2)
+    await await_until(lambda: len(server.delivered) == 2)
     assert [m.exclude for m in server.delivered] == ["conn-1", None]
 
 
@@ -235,7 +225,7 @@ async def test_messages_from_every_server_reach_every_server_with_the_same_offse
 
     assert sorted(m.offset for m in acked) == list(range(1, 91))
     for server in trio:
-        await until(lambda server=server: len(server.offsets("chat:lobby")) >= 90)
+        await await_until(lambda server=server: len(server.offsets("chat:lobby")) >= 90)
         assert server.offsets("chat:lobby") == list(range(1, 91))
     frames = [[m.frame for m in server.delivered] for server in trio]
     assert frames[0] == frames[1] == frames[2]
@@ -248,9 +238,9 @@ async def test_members_of_another_server_join_and_leave_here(servers):
 
     there.track("chat:a", "c1", "grace")
     there.track("chat:b", "c2", "grace")  # a topic "here" does not subscribe to
-    await until(lambda: here.remote.get("chat:a") == {"c1": "grace"})
+    await await_until(lambda: here.remote.get("chat:a") == {"c1": "grace"})
     there.broker.untrack("chat:a", "c1")
-    await until(lambda: here.remote.get("chat:a") == {})
+    await await_until(lambda: here.remote.get("chat:a") == {})
 
     (topic, joins, leaves), (_, joins2, leaves2) = here.diffs
     assert topic == "chat:a"
@@ -301,11 +291,11 @@ async def test_a_server_that_stops_takes_its_members_along_at_once(servers):
     here, there = await servers(), await servers()
     await here.broker.subscribe("chat:a")
     there.track("chat:a", "c1", "grace")
-    await until(lambda: here.remote.get("chat:a") == {"c1": "grace"})
+    await await_until(lambda: here.remote.get("chat:a") == {"c1": "grace"})
 
     await there.broker.stop()
 
-    await until(lambda: here.remote.get("chat:a") == {})  # well before presence_ttl (30 s)
+    await await_until(lambda: here.remote.get("chat:a") == {})  # well before presence_ttl (30 s)
 
 
 @shared
@@ -313,11 +303,11 @@ async def test_a_server_that_dies_stops_counting_once_its_presence_expires(serve
     here, there = await servers(presence_ttl=0.6), await servers(presence_ttl=0.6)
     await here.broker.subscribe("chat:a")
     there.track("chat:a", "c1", "grace")
-    await until(lambda: here.remote.get("chat:a") == {"c1": "grace"})
+    await await_until(lambda: here.remote.get("chat:a") == {"c1": "grace"})
 
     die(there.broker)
 
-    await until(lambda: here.remote.get("chat:a") == {})
+    await await_until(lambda: here.remote.get("chat:a") == {})
     assert await here.broker.remote_presence() == {}
 
 
@@ -340,7 +330,7 @@ async def test_a_join_made_while_a_renewal_is_on_its_way_is_kept(servers):
     await asyncio.sleep(0)  # the renewal has started
     there.track("chat:a", "c1", "grace")
     await renewal
-    await until(lambda: there.broker._presence_flusher is None)
+    await await_until(lambda: there.broker._presence_flusher is None)
 
     assert list((await here.broker.remote_presence(["chat:a"])).get("chat:a", {})) == ["grace"]
 
@@ -358,13 +348,13 @@ async def test_a_lost_subscriber_connection_catches_up_from_history_without_a_ga
     here, there = await servers(), await servers()
     await here.broker.subscribe("chat:a")
     await there.publish("chat:a", 0)
-    await until(lambda: here.offsets("chat:a") == [1])
+    await await_until(lambda: here.offsets("chat:a") == [1])
 
     redis_server.client().client_kill_filter(_type="pubsub")
     await asyncio.gather(*(there.publish("chat:a", n) for n in range(1, 40)))
     await asyncio.gather(*(here.publish("chat:a", n) for n in range(40, 50)))
 
-    await until(lambda: len(here.offsets("chat:a")) >= 50)
+    await await_until(lambda: len(here.offsets("chat:a")) >= 50)
     assert here.offsets("chat:a") == list(range(1, 51))
     assert here.lost == []
 
@@ -374,14 +364,14 @@ async def test_when_redis_loses_its_data_subscribers_are_told_to_rejoin(servers,
     here, there = await servers(), await servers()
     await here.broker.subscribe("chat:a")
     await asyncio.gather(*(there.publish("chat:a", n) for n in range(3)))
-    await until(lambda: here.offsets("chat:a") == [1, 2, 3])
+    await await_until(lambda: here.offsets("chat:a") == [1, 2, 3])
 
     redis_server.client().flushdb()  # what a restart without persistence leaves
     assert (await there.publish("chat:a", 4)).offset == 1
 
-    await until(lambda: here.lost == ["chat:a"])
+    await await_until(lambda: here.lost == ["chat:a"])
     await there.publish("chat:a", 5)
-    await until(lambda: here.offsets("chat:a")[-1:] == [2])
+    await await_until(lambda: here.offsets("chat:a")[-1:] == [2])
 
 
 @pytest.fixture
@@ -434,7 +424,7 @@ async def test_an_outage_fails_publishes_then_heals_with_one_warning_per_server(
 
         assert acked == list(range(1, 10))
         for server in pair:
-            await until(lambda server=server: server.offsets("chat:a")[-1:] == [9])
+            await await_until(lambda server=server: server.offsets("chat:a")[-1:] == [9])
             assert server.offsets("chat:a") == list(range(1, 10))
             assert server.lost == []
     finally:

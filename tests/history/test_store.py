@@ -6,11 +6,10 @@ Adding a store is one more entry in ``KINDS``; the whole suite then runs against
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,8 @@ from jupyter_channels.history import (
     StoreUnavailable,
 )
 from jupyter_channels.protocol import dumps
+
+from ..support import with_needs
 
 HISTORY_SIZE = 5
 SENDER = '{"id":"c1","user":"alice","name":"Alice","kind":"browser"}'
@@ -110,9 +111,7 @@ DURABLE = [kind for kind in KINDS if kind.durable]
 
 @pytest.fixture(params=KINDS, ids=lambda kind: kind.name)
 def kind(request) -> StoreKind:
-    kind = request.param
-    needed = {name: request.getfixturevalue(name) for name in kind.needs}
-    return replace(kind, make=functools.partial(kind.make, **needed))
+    return with_needs(request)
 
 
 @pytest.fixture
