@@ -1,6 +1,6 @@
 """The native wire format: decoding, validation and encoding, without I/O.
 
-Every function here is pure; the hub (``hub.py``) decides what to do with a
+Every function here is pure; the hub (``hub/``) decides what to do with a
 decoded frame and the Tornado handler (``handlers.py``) moves the bytes.
 The protocol is described, with an example frame per event, in
 ``docs/protocol.md``.

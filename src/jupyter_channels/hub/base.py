@@ -1,0 +1,176 @@
+"""What every part of the hub shares: its state, limits, and how hooks are run.
+
+The hub holds no sockets: clients write through their transport
+(``connection.py``) and messages are numbered, stored and delivered by the
+broker (``brokers/``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..brokers.base import Broker
+from ..channel import Reject, Router
+from ..connection import Client, Subscription
+from ..constants import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_QUEUED_BYTES,
+    DEFAULT_MAX_TOPICS,
+    DEFAULT_RATE_BURST,
+    DEFAULT_RATE_LIMIT,
+    ErrorCode,
+)
+from ..history.base import StoredMessage, StoreUnavailable
+from ..presence import Presence
+from ..protocol import JSON, Frame, Ref, dumps, error_frame, error_reply, ok_reply
+
+log = logging.getLogger(__name__)
+
+#: ``from`` of messages published outside any client's hook.
+SERVER_SENDER_JSON = dumps({"id": "server", "user": "server", "name": "server", "kind": "server"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-connection limits (the ``ChannelsApp`` traits of the same names)."""
+
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    max_topics_per_connection: int = DEFAULT_MAX_TOPICS
+    rate_limit: float = DEFAULT_RATE_LIMIT
+    rate_burst: int = DEFAULT_RATE_BURST
+    max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    hook_timeout: float = 10.0
+
+
+class HookError(Exception):
+    """A hook failed; ``code`` and ``detail`` are what the client is told."""
+
+    def __init__(self, code: ErrorCode, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass
+class HookContext:
+    client: Client | None
+    topic: str
+    published: list[asyncio.Future[StoredMessage]] = field(default_factory=list)
+    #: False once the hook returned: a task it started keeps the default topic, but
+    #: publishes as the server and is no longer collected for the reply.
+    active: bool = True
+
+
+current_hook: contextvars.ContextVar[HookContext | None] = contextvars.ContextVar(
+    "jupyter_channels_hook", default=None
+)
+
+
+def sender_json(context: HookContext | None) -> str:
+    """``from`` of what is published now: the client whose hook is running, else the server."""
+    if context is not None and context.active and context.client is not None:
+        return context.client.sender_json
+    return SERVER_SENDER_JSON
+
+
+@dataclass
+class TopicState:
+    """One topic's local subscribers and presence."""
+
+    subscribers: dict[str, Subscription] = field(default_factory=dict)
+    presence: Presence = field(default_factory=Presence)
+    subscribed: asyncio.Future[None] | None = None
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+class HubBase:
+    """The state the hub's parts share, and the helpers each of them uses."""
+
+    def __init__(self, router: Router, broker: Broker, limits: Limits | None = None) -> None:
+        self.router = router
+        self.broker = broker
+        self.limits = limits or Limits()
+        self.clients: dict[str, Client] = {}
+        self.topics: dict[str, TopicState] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _topic(self, topic: str) -> TopicState:
+        state = self.topics.get(topic)
+        if state is None:
+            state = self.topics[topic] = TopicState()
+            state.subscribed = asyncio.ensure_future(self.broker.subscribe(topic))
+        return state
+
+    def _fail(
+        self,
+        client: Client,
+        code: ErrorCode,
+        detail: str,
+        ref: Ref | None,
+        topic: str | None = None,
+    ) -> None:
+        if ref is None:
+            client.send_text(error_frame(code, detail))
+        else:
+            client.send_text(error_reply(topic, ref, code, detail))
+
+    def _reply(self, client: Client, frame: Frame, response: JSON = None) -> None:
+        if frame.ref is not None:
+            client.send_text(ok_reply(frame.topic, frame.ref, response))
+
+    async def _hook(
+        self,
+        fn: Callable[..., Any],
+        client: Client,
+        topic: str,
+        *args: Any,
+        context: HookContext | None = None,
+    ) -> Any:
+        """Run a hook with a timeout; ``Reject`` passes through, other failures become
+        :class:`HookError` (logged)."""
+        collect = context is not None
+        context = context or HookContext(client, topic)
+        token = current_hook.set(context)
+        try:
+            return await asyncio.wait_for(_call(fn, client, *args), self.limits.hook_timeout)
+        except Reject:
+            raise
+        except asyncio.TimeoutError:
+            log.warning(
+                "%s timed out after %s s on %s", fn.__qualname__, self.limits.hook_timeout, topic
+            )
+            raise HookError(
+                ErrorCode.TIMEOUT, f"the channel did not answer within {self.limits.hook_timeout} s"
+            ) from None
+        except StoreUnavailable as e:
+            raise HookError(ErrorCode.UNAVAILABLE, str(e)) from None
+        except Exception:
+            log.exception("%s failed on topic %r for %r", fn.__qualname__, topic, client)
+            raise HookError(ErrorCode.INTERNAL_ERROR, "the channel failed to handle this") from None
+        finally:
+            current_hook.reset(token)
+            context.active = False
+            if not collect:
+                context.published.clear()

@@ -1,0 +1,165 @@
+"""Messages: running ``handle_message``, publishing, and fan-out to subscribers.
+
+A broadcast is encoded and framed once; the same bytes are queued on every
+subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Generator
+from typing import Any
+
+from ..channel import Channel, Reject
+from ..connection import Client
+from ..constants import MAX_IN_FLIGHT, ErrorCode
+from ..history.base import Draft, StoredMessage, StoreUnavailable
+from ..message import Message
+from ..protocol import JSON, Frame, dumps, encode_message, ok_reply, ws_text_frame
+from .base import HookContext, HookError, HubBase, current_hook, sender_json
+
+log = logging.getLogger(__name__)
+
+
+class Published:
+    """What ``broadcast`` and friends return: awaiting it gives the message's offset."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[StoredMessage]) -> None:
+        self.future = future
+
+    def __await__(self) -> Generator[Any, None, int]:
+        message = yield from self.future.__await__()
+        return message.offset
+
+
+def _log_failure(future: asyncio.Future[StoredMessage]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.debug("publish failed: %s", future.exception())
+
+
+class Messages(HubBase):
+    """``message`` frames in, stored messages out."""
+
+    async def _message(self, client: Client, frame: Frame) -> None:
+        topic = frame.topic
+        assert topic is not None
+        sub = client.subscriptions.get(topic)
+        if sub is None or sub.pending is not None:
+            self._fail(client, ErrorCode.NOT_JOINED, f"not joined to {topic!r}", frame.ref, topic)
+            return
+        if not client.can_write:
+            self._fail(
+                client,
+                ErrorCode.UNAUTHORIZED,
+                "not authorized to write to channels",
+                frame.ref,
+                topic,
+            )
+            return
+        channel = self.router.match(topic)
+        if channel is None:
+            self._fail(
+                client, ErrorCode.UNMATCHED_TOPIC, f"no channel serves {topic!r}", frame.ref, topic
+            )
+            return
+        message = Message(topic, frame.subject, frame.payload, frame.ref)
+        task = self._spawn(self._run_message(channel, client, message))
+        client.in_flight.add(task)
+        task.add_done_callback(client.in_flight.discard)
+        if len(client.in_flight) >= MAX_IN_FLIGHT:
+            # Stop reading this socket until one finishes: a fast sender is
+            # slowed by TCP instead of growing the server's memory.
+            await asyncio.wait(client.in_flight, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _run_message(self, channel: Channel, client: Client, message: Message) -> None:
+        try:
+            response = await self.handle_message(channel, client, message)
+        except HookError as e:
+            self._fail(client, e.code, e.detail, message.ref, message.topic)
+            return
+        if message.ref is not None:
+            client.send_text(ok_reply(message.topic, message.ref, response))
+
+    async def handle_message(
+        self, channel: Channel, client: Client, message: Message
+    ) -> dict[str, JSON]:
+        """Run ``handle_message`` and wait until what it published is stored.
+
+        Returns the ok reply's ``response``; raises :class:`HookError`.
+        """
+        context = HookContext(client, message.topic)
+        try:
+            result = await self._hook(
+                channel.handle_message, client, message.topic, message, context=context
+            )
+        except Reject as e:
+            raise HookError(ErrorCode.UNAUTHORIZED, e.detail) from None
+        response: dict[str, JSON] = {}
+        if context.published:
+            try:
+                stored = await asyncio.gather(*context.published)
+            except StoreUnavailable as e:
+                raise HookError(ErrorCode.UNAVAILABLE, str(e)) from None
+            finally:
+                context.published.clear()  # they hold whole messages; let them go now
+            response["offset"] = stored[-1].offset
+        if isinstance(result, dict):
+            response.update(result)
+        try:
+            dumps(response)
+        except (TypeError, ValueError) as e:
+            log.error("%s.handle_message returned a value that is not JSON: %s", channel, e)
+            raise HookError(ErrorCode.INTERNAL_ERROR, "the channel's reply is not JSON") from None
+        return response
+
+    def context_topic(self) -> str:
+        context = current_hook.get()
+        if context is None:
+            raise RuntimeError("no topic: pass topic= when calling outside a channel hook")
+        return context.topic
+
+    # -- publishing and fan-out --------------------------------------------------------------------
+
+    def publish(
+        self, topic: str, subject: str, payload: JSON, *, exclude: str | None = None
+    ) -> Published:
+        """Number, store and broadcast a message; ``from`` is the client whose hook is running."""
+        context = current_hook.get()
+        draft = Draft(topic, subject, dumps(payload), sender_json(context), exclude)
+        future = self.broker.publish(draft)
+        future.add_done_callback(_log_failure)
+        if context is not None and context.active:
+            context.published.append(future)
+        return Published(future)
+
+    def _deliver(self, message: StoredMessage) -> None:
+        """Broker callback: send a stored message to this server's subscribers."""
+        state = self.topics.get(message.topic)
+        if state is None:
+            return
+        data = ws_text_frame(message.frame)
+        offset = message.offset
+        exclude = message.exclude
+        for sub in state.subscribers.values():
+            if sub.pending is not None:
+                sub.pending.append((offset, data))
+            elif offset > sub.last_offset:
+                sub.last_offset = offset
+                if sub.client.id != exclude:
+                    sub.client.send(data)
+
+    def push(self, client_id: str, topic: str, subject: str, payload: JSON) -> asyncio.Future[None]:
+        """Send one ``message`` frame (offset ``null``) to one client."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        client = self.clients.get(client_id)
+        if client is None:
+            return future
+        sender = sender_json(current_hook.get())
+        ts = int(time.time() * 1000)
+        client.send_text(encode_message(topic, subject, dumps(payload), None, ts, sender))
+        return future
