@@ -129,6 +129,14 @@ class ChannelsClient:
                 out.append(frame)
         return out
 
+    async def closed(self) -> str:
+        """Read until the server closes the connection; how it closed it."""
+        while True:
+            try:
+                await self.recv()
+            except ConnectionError as e:
+                return str(e)
+
     def close(self) -> None:
         self.conn.close()
 
@@ -207,7 +215,8 @@ class SpawnedServer:
     """A ``jupyter server`` subprocess with the extension, on a free port.
 
     Pass ``port`` and ``token`` to restart "the same" server; ``env`` adds to the
-    environment it (and the kernels it starts) runs with.
+    environment it (and the kernels it starts) runs with; ``server_args`` to its
+    command line (``--log-level=DEBUG``, say). Its output goes to ``log_path``.
     """
 
     def __init__(
@@ -218,6 +227,7 @@ class SpawnedServer:
         port: int | None = None,
         token: str | None = None,
         env: dict[str, str] | None = None,
+        server_args: tuple[str, ...] = (),
         **traits: Any,
     ) -> None:
         self.root = root
@@ -226,6 +236,7 @@ class SpawnedServer:
         self.port = free_port() if port is None else port
         self.token = token or "test-token-" + os.urandom(4).hex()
         self.env = env or {}
+        self.server_args = server_args
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = root / f"server-{self.port}.log"
 
@@ -248,6 +259,7 @@ class SpawnedServer:
             f"--ChannelsApp.history_path={self.history_path}",
         ]  # fmt: skip
         args += [f"--ChannelsApp.{k}={v}" for k, v in self.traits.items()]
+        args += self.server_args
         env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.root / "runtime"), **self.env}
         self.root.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")

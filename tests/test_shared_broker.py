@@ -36,15 +36,6 @@ def grace(conn_id: str = "g1") -> dict[str, Any]:
     return make_meta(conn_id, "browser", "Grace Hopper", "GH", "#3f51b5", 1_700_000_000_000)
 
 
-async def closed(client: Any) -> str:
-    """Read until the server closes the connection; how it closed it."""
-    while True:
-        try:
-            await client.recv()
-        except ConnectionError as e:
-            return str(e)
-
-
 async def get(jp_fetch, *path: str) -> Any:
     response = await jp_fetch("api", "channels", *path)
     return json.loads(response.body)
@@ -116,7 +107,7 @@ async def test_when_redis_loses_its_history_subscribers_are_closed_to_rejoin(
     redis_server.client().flushdb()  # what Redis restarted without persistence looks like
     await other_server.publish(Draft("chat:lost", "text", "{}", GRACE_SENDER))
 
-    assert await closed(ada) == "closed: 1012 history lost: rejoin"
+    assert await ada.closed() == "closed: 1012 history lost: rejoin"
     back = await channels_ws()
     rejoined = await back.join("chat:lost", since=2)
     assert rejoined["recovered"] is False

@@ -28,6 +28,7 @@ from .constants import (
 from .handlers import handlers
 from .history.sqlite import SqliteHistory
 from .hub import Hub, Limits
+from .logs import attach_logs
 
 ENTRY_POINT_GROUP = "jupyter_channels.channels"
 
@@ -159,6 +160,8 @@ class ChannelsApp(ExtensionApp):
             hub.router.add(pattern, load_channel_class(spec)(hub, pattern))
 
     def initialize_settings(self) -> None:
+        # The server's log, not this app's: --log-level sets the server's level only.
+        attach_logs(self.serverapp.log if self.serverapp is not None else self.log)
         limits = Limits(
             max_message_size=self.max_message_size,
             max_topics_per_connection=self.max_topics_per_connection,
