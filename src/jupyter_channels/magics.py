@@ -52,14 +52,28 @@ def _shell() -> Any:
     return shell
 
 
+def typed_inputs() -> dict[int, str]:
+    """This kernel's inputs as typed, by execution count.
+
+    Not ``In``: it holds the code IPython runs (``%time x`` becomes
+    ``get_ipython().run_line_magic(...)``), and it is a list that skips the cells
+    IPython numbers but does not store (a line magic in a cell that says ``paste``,
+    so ``%channels paste``; ``exit``), after which ``In[n]`` is no longer cell ``n``.
+    IPython also sets ``_i<n>`` to cell ``n``'s raw input, keyed by its number.
+    """
+    inputs: dict[int, str] = {}
+    for name, value in _shell().user_ns.items():
+        if name.startswith("_i") and name[2:].isdigit() and isinstance(value, str):
+            inputs[int(name[2:])] = value
+    return inputs
+
+
 def recent_inputs(limit: int) -> list[tuple[int, str]]:
     """The newest ``limit`` inputs of this kernel, ``(n, source)``, oldest first.
 
-    Asked between cells (the widget's "Share a cell" control), so every input in
-    ``In`` has run.
+    Asked between cells (the widget's "Share a cell" control), so every input has run.
     """
-    inputs = _shell().user_ns.get("In", [])
-    found = [(n, source) for n, source in enumerate(inputs) if n > 0 and source.strip()]
+    found = sorted((n, source) for n, source in typed_inputs().items() if source.strip())
     return found[-limit:]
 
 
@@ -69,10 +83,11 @@ def input_cell(n: int | None) -> dict[str, Any]:
     Raises ``IndexError`` if there is no such input.
     """
     shell = _shell()
+    inputs = typed_inputs()
     if n is None:
-        n = shell.execution_count - 2  # the cell before the running one
-    inputs = shell.user_ns.get("In", [])
-    if not 0 < n < len(inputs):
+        running = shell.execution_count - 1  # IPython numbers a cell before running it
+        n = max((k for k in inputs if k < running), default=0)
+    if n not in inputs:
         raise IndexError(f"no input {n}")
     outputs = []
     value = shell.user_ns.get("Out", {}).get(n)

@@ -1,9 +1,10 @@
-"""A spawned server and a real kernel that finds it through the environment."""
+"""A spawned server and real kernels that find it through the environment."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -38,14 +39,33 @@ class Kernel:
         reply = self.kc.execute_interactive(code, timeout=timeout, output_hook=hook)
         return reply["content"], outputs
 
+    def ask_widget(
+        self, model_id: str, question: dict[str, Any], timeout: float = 60
+    ) -> list[dict[str, Any]]:
+        """Send ``question`` to the widget ``model_id`` as its front end does (a custom
+        message on the widget's comm); returns the custom messages it answers with."""
+        data = {"method": "custom", "content": question}
+        msg = self.kc.session.msg("comm_msg", {"comm_id": model_id, "data": data})
+        self.kc.shell_channel.send(msg)
+        answers: list[dict[str, Any]] = []
+        while True:
+            event = self.kc.get_iopub_msg(timeout=timeout)
+            if event["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
+                continue
+            if event["msg_type"] == "comm_msg":
+                answers.append(event["content"]["data"]["content"])
+            elif event["msg_type"] == "status" and event["content"]["execution_state"] == "idle":
+                return answers
+
     def stop(self) -> None:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=True)
 
 
-@pytest.fixture(scope="module")
-def kernel(server: SpawnedServer) -> Iterator[Kernel]:
-    """A kernel whose environment points at ``server``, as the extension's kernels have."""
+@contextmanager
+def running_kernel(server: SpawnedServer) -> Iterator[Kernel]:
+    """A kernel whose environment points at ``server``, as the extension's kernels have,
+    with the magics loaded."""
     km = KernelManager(kernel_name="python3")
     env = {**os.environ, "JUPYTER_CHANNELS_URL": server.ws_url}
     env["JUPYTER_CHANNELS_TOKEN"] = server.token
@@ -57,6 +77,19 @@ def kernel(server: SpawnedServer) -> Iterator[Kernel]:
         yield kernel
     finally:
         kernel.stop()
+
+
+@pytest.fixture(scope="module")
+def kernel(server: SpawnedServer) -> Iterator[Kernel]:
+    with running_kernel(server) as kernel:
+        yield kernel
+
+
+@pytest.fixture(scope="module")
+def receiver(server: SpawnedServer) -> Iterator[Kernel]:
+    """A second kernel, on the receiving end of what ``kernel`` shares."""
+    with running_kernel(server) as kernel:
+        yield kernel
 
 
 @pytest.fixture
