@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 
 import pytest
 
 import jupyter_channels as jc
 from jupyter_channels.client.discovery import resolve, websocket_url
 
+from ..runtime_files import stale_server_file, write_server_file
+from ..support import free_port
 from .conftest import DISCOVERY_ENV
 
 
@@ -114,3 +118,74 @@ def test_no_server_at_all_raises_server_not_found_saying_what_was_tried_and_what
     assert 'url="http://localhost:8888/"' in message
     assert "token=" in message
     assert isinstance(info.value, jc.ChannelError)
+
+
+# -- Jupyter's runtime files: a script started from a terminal ---------------------------------
+
+
+def accepting() -> socket.socket:
+    """Something that accepts connections, standing in for a live server's port."""
+    return socket.create_server(("127.0.0.1", 0))
+
+
+def url_of(server: socket.socket) -> str:
+    return f"http://127.0.0.1:{server.getsockname()[1]}/"
+
+
+@pytest.fixture
+def listener():
+    with accepting() as server:
+        yield url_of(server)
+
+
+def test_without_env_the_newest_live_server_in_the_runtime_dir_is_used(clean_env):
+    with accepting() as older, accepting() as newer:
+        write_server_file(clean_env, os.getppid(), url_of(older), age=60, token="older")
+        newest = write_server_file(clean_env, os.getpid(), url_of(newer), token="newest")
+
+        endpoint = resolve()
+
+        assert endpoint.url == websocket_url(url_of(newer))
+    assert (endpoint.source, endpoint.token) == (str(newest), "newest")
+
+
+def test_a_stale_runtime_file_newer_than_the_live_one_is_skipped(clean_env, listener):
+    live = write_server_file(clean_env, os.getpid(), listener, age=60, token="live")
+    stale_server_file(clean_env)
+
+    endpoint = resolve()
+
+    assert (endpoint.source, endpoint.token) == (str(live), "live")
+
+
+def test_stale_runtime_files_are_named_in_server_not_found_with_their_pids(clean_env):
+    dead = stale_server_file(clean_env)
+    deaf = write_server_file(clean_env, os.getpid(), f"http://127.0.0.1:{free_port()}/")
+
+    with pytest.raises(jc.ServerNotFound) as info:
+        resolve()
+
+    message = str(info.value)
+    dead_pid = json.loads(dead.read_text())["pid"]
+    assert f"{dead} is stale: its server (pid {dead_pid}) is not running" in message
+    assert f"{deaf} is stale: nothing answers at" in message
+    assert f"(pid {os.getpid()})" in message
+    # Another program's files are left where they are.
+    assert dead.exists()
+    assert deaf.exists()
+
+
+def test_a_missing_parent_server_file_falls_back_to_the_runtime_dir(
+    clean_env, monkeypatch, listener
+):
+    live = write_server_file(clean_env, os.getpid(), listener)
+    monkeypatch.setenv("JPY_PARENT_PID", "4242")
+
+    assert resolve().source == str(live)
+
+
+def test_an_empty_runtime_dir_is_named_in_server_not_found(clean_env):
+    with pytest.raises(jc.ServerNotFound) as info:
+        resolve()
+
+    assert f"no jpserver-*.json server files in {clean_env}" in str(info.value)
