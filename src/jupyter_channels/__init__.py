@@ -3,7 +3,7 @@
 Server side: subclass :class:`Channel` (raise :class:`Reject` to refuse a
 join) and register it with ``c.ChannelsApp.channels``. Kernels and scripts:
 ``join`` / ``connect`` (blocking) and ``aconnect`` (asyncio). Notebooks:
-``ChannelWidget`` (imported on first use; needs the ``widget`` extra, anywidget).
+``ChannelWidget``.
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # ChannelWidget is imported on first use: importing jupyter_channels (the server
-    # extension, the client) must not need anywidget.
+    # ChannelWidget is imported on first use: anywidget brings ipywidgets and IPython
+    # (about 180 modules, a third of a second), which the server extension, the CLI and
+    # scripts never use.
     if name == "ChannelWidget":
         from .widget import ChannelWidget
 

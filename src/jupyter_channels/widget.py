@@ -21,8 +21,6 @@ Two sides, each with its own WebSocket:
 - The kernel side (``send``, ``on``, ``messages``, ``members``) is the Python client
   on a connection of its own, opened and joined on first use; from then on the
   kernel is one of the members (user ``kernel``).
-
-Needs ``anywidget`` (``pip install "jupyter-channels[widget]"``).
 """
 
 from __future__ import annotations
@@ -35,9 +33,10 @@ from typing import Any, TypeVar
 
 try:
     import anywidget
-except ImportError as e:  # pragma: no cover - the dev install has it
+except ImportError as e:  # pragma: no cover - a dependency, missing only from a broken install
     raise ImportError(
-        'jupyter_channels.ChannelWidget needs anywidget: pip install "jupyter-channels[widget]"'
+        "jupyter_channels.ChannelWidget needs anywidget, a dependency of jupyter-channels "
+        "missing from this environment: pip install anywidget"
     ) from e
 import traitlets
 
