@@ -15,6 +15,8 @@ import pytest
 
 import jupyter_channels as jc
 
+from .client.conftest import DISCOVERY_ENV
+from .runtime_files import stale_server_file
 from .support import SpawnedServer, spawn, wait_until
 
 CLI = [sys.executable, "-m", "jupyter_channels.cli"]
@@ -142,7 +144,7 @@ def test_listen_with_history_prints_the_newest_first(server):
 
 
 def no_server_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_CHANNELS_")}
+    env = {k: v for k, v in os.environ.items() if k not in DISCOVERY_ENV}
     env["JUPYTER_RUNTIME_DIR"] = str(tmp_path / "empty-runtime")
     return env
 
@@ -157,6 +159,29 @@ def test_no_running_server_fails_with_one_line_and_status_1(tmp_path, args):
     assert result.stderr.count("\n") == 1
     assert "no running Jupyter server found" in result.stderr
     assert "--url" in result.stderr
+
+
+def test_a_stale_server_file_is_reported_as_stale_with_its_pid(tmp_path):
+    env = no_server_env(tmp_path)
+    stale = stale_server_file(Path(env["JUPYTER_RUNTIME_DIR"]))
+    pid = json.loads(stale.read_text())["pid"]
+
+    result = run("topics", env=env)
+
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert f"{stale} is stale: its server (pid {pid}) is not running" in result.stderr
+    assert stale.exists()
+
+
+def test_the_usage_names_each_argument_as_its_error_does():
+    usage = run("send", "--help").stdout
+    missing = run("send", "chat:x")
+    bad_json = run("send", "chat:x", "text", "{not json")
+
+    assert "TOPIC SUBJECT [PAYLOAD]" in usage
+    assert "the following arguments are required: SUBJECT" in missing.stderr
+    assert bad_json.stderr.startswith("jupyter channels: PAYLOAD is not valid JSON")
 
 
 def test_invalid_json_fails_with_status_2(server):

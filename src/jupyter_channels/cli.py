@@ -4,7 +4,7 @@
 
     jupyter channels generate ChatRoom          # writes chat_room_channel.py
     jupyter channels topics [--json]            # topic, members, last offset
-    jupyter channels send TOPIC SUBJECT [JSON]  # prints the offset
+    jupyter channels send TOPIC SUBJECT [PAYLOAD]  # PAYLOAD is JSON; prints the offset
     jupyter channels listen TOPIC [--since N] [--history N]   # one JSON line per message
     jupyter channels who TOPIC [--json]         # who is here
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import threading
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .constants import ENV_TOKEN, ENV_URL, REST_ROOT, WS_PATH
+from .constants import REST_ROOT
 
 PROG = "jupyter channels"
 
@@ -98,33 +97,19 @@ def generate(name: str, directory: Path) -> tuple[Path, str]:
 # -- finding the server ---------------------------------------------------------------------
 
 
-def _http_url(url: str) -> str:
-    """A server URL (http(s) or the ws endpoint) as the server's http(s) base URL."""
-    url = re.sub(r"^ws(s?)://", r"http\1://", url.split("?", maxsplit=1)[0])
-    if url.rstrip("/").endswith(WS_PATH):
-        url = url.rstrip("/")[: -len(WS_PATH)]
-    return url if url.endswith("/") else url + "/"
-
-
 def find_server(url: str | None, token: str | None) -> tuple[str, str | None]:
-    """The server's http base URL and token: ``--url``, then the environment, then the
-    runtime files of running servers (newest first)."""
-    if url:
-        return _http_url(url), token
-    if os.environ.get(ENV_URL):
-        return _http_url(os.environ[ENV_URL]), token or os.environ.get(ENV_TOKEN)
-    from jupyter_core.paths import jupyter_runtime_dir
-    from jupyter_server.serverapp import list_running_servers
+    """The server's http base URL and token, found as the Python client finds it:
+    ``--url``, the environment, then the runtime files of running servers (newest first)."""
+    from .client.discovery import http_url, resolve
+    from .client.errors import ServerNotFound
 
-    runtime = jupyter_runtime_dir()
-    servers = sorted(list_running_servers(runtime), key=lambda s: s.get("pid", 0), reverse=True)
-    if not servers:
-        raise CliError(
-            f"no running Jupyter server found (no --url, no ${ENV_URL}, no server files in "
-            f"{runtime}); start one or pass --url URL --token TOKEN"
-        )
-    info = servers[0]
-    return _http_url(info["url"]), token or info.get("token") or None
+    try:
+        endpoint = resolve(url, token, hint="Start one, or pass --url URL --token TOKEN.")
+    except ServerNotFound as e:
+        raise CliError(e.detail) from None
+    except ValueError as e:
+        raise CliError(f"--url: {e}", 2) from None
+    return http_url(endpoint.url), endpoint.token
 
 
 def rest(server: tuple[str, str | None], method: str, path: str, body: Any = None) -> Any:
@@ -259,7 +244,13 @@ def parser() -> argparse.ArgumentParser:
     send = command("send", "send a message; prints its offset")
     send.add_argument("topic", metavar="TOPIC")
     send.add_argument("subject", metavar="SUBJECT")
-    send.add_argument("payload", metavar="JSON", nargs="?", default="{}")
+    send.add_argument(
+        "payload",
+        metavar="PAYLOAD",
+        nargs="?",
+        default="{}",
+        help="the payload as JSON (default: {})",
+    )
     send.set_defaults(run=cmd_send)
 
     listen = command("listen", "print each message as a JSON line until Ctrl-C")
