@@ -17,7 +17,8 @@ Two sides, each with its own WebSocket:
   widget model's ``initialize`` with the page's own Jupyter login (one socket per
   page, shared by every widget) and works while the kernel is busy. Outside a
   Jupyter page it asks this side for an endpoint through a custom message (so a
-  token is never written into the saved widget state).
+  token is never written into the saved widget state); the answer carries the
+  kernel token, never the Jupyter server's.
 - The kernel side (``send``, ``on``, ``messages``, ``members``) is the Python client
   on a connection of its own, opened and joined on first use; from then on the
   kernel is one of the members (user ``kernel``).
@@ -26,6 +27,7 @@ Two sides, each with its own WebSocket:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import weakref
 from pathlib import Path
@@ -43,7 +45,8 @@ import traitlets
 from . import sharing
 from .client import ChannelError, Connection, Subscription, resolve
 from .client.aio import Callback
-from .constants import DEFAULT_HISTORY_LIMIT, TOPIC_RE
+from .client.discovery import Endpoint
+from .constants import DEFAULT_HISTORY_LIMIT, ENV_TOKEN, TOPIC_RE
 from .message import Message
 from .protocol import JSON
 
@@ -238,7 +241,18 @@ class ChannelWidget(anywidget.AnyWidget):
         except (ChannelError, ValueError) as e:
             super().send({"kind": _ENDPOINT, "error": str(e)})
             return
-        super().send({"kind": _ENDPOINT, "url": endpoint.url, "token": endpoint.token or ""})
+        super().send({"kind": _ENDPOINT, "url": endpoint.url, "token": self._page_token(endpoint)})
+
+    def _page_token(self, endpoint: Endpoint) -> str:
+        """The token the page may connect with: one given to this widget, or the kernel
+        token the server exported (it opens the channels endpoint only). Never the
+        Jupyter server token discovery reads from a runtime file: it opens the whole
+        server (kernels, files, terminals) to whatever script runs in the page; without
+        a channels token the page connects with its own login."""
+        token = endpoint.token
+        if token and (self._url or token in (self._token, os.environ.get(ENV_TOKEN))):
+            return token
+        return ""
 
     def _send_inputs(self) -> None:
         from .magics import recent_inputs

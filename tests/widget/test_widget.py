@@ -4,10 +4,12 @@ anywidget imported only when the widget is used."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anywidget
@@ -16,6 +18,7 @@ import traitlets
 
 from jupyter_channels import ChannelWidget
 from jupyter_channels.client.discovery import websocket_url
+from jupyter_channels.constants import ENV_TOKEN, ENV_URL
 
 from .conftest import Lab
 
@@ -148,16 +151,58 @@ def test_a_page_without_jupyter_config_gets_the_endpoint_from_the_kernel(
     ]
 
 
+@pytest.fixture
+def lab_parent(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This process as a kernel ``lab`` started (``JPY_PARENT_PID``, the same runtime
+    directory), without the channels environment; returns ``lab``'s runtime file."""
+    for name in (ENV_URL, ENV_TOKEN):
+        monkeypatch.delenv(name, raising=False)
+    assert lab.proc is not None
+    runtime = lab.root / "runtime"
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("JPY_PARENT_PID", str(lab.proc.pid))
+    return runtime / f"jpserver-{lab.proc.pid}.json"
+
+
+def test_a_page_is_never_handed_the_server_token_of_the_runtime_file(
+    lab: Lab, lab_parent: Path, custom_messages: list[Any]
+) -> None:
+    assert json.loads(lab_parent.read_text())["token"] == lab.token  # what discovery finds
+    widget = ChannelWidget("py:no-server-token")
+
+    widget._on_custom_message(widget, {"kind": "endpoint"}, [])
+
+    # The page connects with its own login instead (cookie and XSRF, or none).
+    assert custom_messages == [{"kind": "endpoint", "url": websocket_url(lab.url), "token": ""}]
+    assert lab.token not in json.dumps(custom_messages)
+
+
+def test_a_page_is_handed_the_kernel_token_the_server_exported(
+    lab: Lab, lab_parent: Path, monkeypatch: pytest.MonkeyPatch, custom_messages: list[Any]
+) -> None:
+    kernel_token = "kernel-token-for-channels-only"
+    monkeypatch.setenv(ENV_URL, websocket_url(lab.url))
+    monkeypatch.setenv(ENV_TOKEN, kernel_token)
+    widget = ChannelWidget("py:kernel-token")
+
+    widget._on_custom_message(widget, {"kind": "endpoint"}, [])
+
+    assert custom_messages == [
+        {"kind": "endpoint", "url": websocket_url(lab.url), "token": kernel_token}
+    ]
+
+
 def test_without_a_server_the_page_is_told_why(
-    monkeypatch: pytest.MonkeyPatch, custom_messages: list[Any]
+    monkeypatch: pytest.MonkeyPatch, custom_messages: list[Any], tmp_path: Path
 ) -> None:
     for name in ("JUPYTER_CHANNELS_URL", "JUPYTER_CHANNELS_TOKEN", "JPY_PARENT_PID"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))  # no server files either
     widget = ChannelWidget("py:nowhere")
     widget._on_custom_message(widget, {"kind": "endpoint"}, [])
     [answer] = custom_messages
     assert answer["kind"] == "endpoint"
-    assert "no Jupyter server found" in answer["error"]
+    assert "Jupyter server found" in answer["error"]
 
 
 def test_send_with_a_dict_is_still_an_ipywidgets_custom_message(
