@@ -13,6 +13,14 @@ and rejoins every topic with ``since`` = the last offset it saw, so nothing the
 server retained is missed and nothing is delivered twice (messages are
 deduplicated by offset). Requests made while disconnected wait in a bounded
 buffer, each with its own timeout.
+
+A rejoin the server cannot answer now (``unavailable``, ``timeout``,
+``rate_limited``, or no reply) is tried again with backoff, keeping ``since``;
+any other error ends that subscription. A join reply that says ``truncated``
+(the server bounds replies by bytes) is completed with ``history`` pages. The
+backoff only starts over once every rejoin of a connection was answered, so a
+join that keeps getting the connection closed (4008, slow consumer) never makes
+a tight loop; after :data:`MAX_JOIN_CLOSES` such closes that topic is given up.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
-from ..constants import PING_TEXT, ErrorCode, Event, Status
+from ..constants import MAX_HISTORY_LIMIT, PING_TEXT, CloseCode, ErrorCode, Event, Status
 from ..message import Message
 from ..protocol import JSON, dumps
 from .discovery import resolve
@@ -46,6 +54,10 @@ DEFAULT_TIMEOUT = 10.0
 MAX_MESSAGES = 1000
 #: Requests held while disconnected before ``send`` refuses more.
 MAX_BUFFERED = 1000
+#: The first reconnect or rejoin retry waits about this long (s); each failure doubles it.
+BASE_BACKOFF = 0.1
+#: Closes "slow consumer" while only this topic's join was waiting, before it is given up.
+MAX_JOIN_CLOSES = 2
 
 Callback = Callable[[Message], Any]
 F = TypeVar("F", bound=Callback)
@@ -67,18 +79,25 @@ class AsyncSubscription:
         self.epoch: str | None = None
         self.messages: collections.deque[Message] = collections.deque(maxlen=max_messages)
         self.joined = True
+        #: ``joining``, ``joined``, ``rejoining`` (after a reconnect), ``retrying`` (the
+        #: server could not answer the rejoin; tried again with backoff) or ``closed``.
+        self.state = "joining"
         self.close_reason: str | None = None
         #: Whether the server sends this subscription presence frames (``members``).
         self.wants_presence = True
         #: Set by the first join reply; a reconnect rejoins only confirmed subscriptions
         #: (a join still waiting in the buffer is sent after the rejoin, as asked).
         self._confirmed = False
+        #: Live frames held while a join's history pages are read, so delivery stays in order.
+        self._held: list[dict[str, Any]] | None = None
+        #: Connections closed (4008) while this topic's join was the one waiting.
+        self._join_closes = 0
         self._presence: dict[str, list[dict[str, Any]]] = {}
         self._handlers: list[tuple[str, Callback]] = []
         self._queues: list[asyncio.Queue[Message | None]] = []
 
     def __repr__(self) -> str:
-        return f"<AsyncSubscription {self.topic!r} offset={self.last_offset}>"
+        return f"<AsyncSubscription {self.topic!r} {self.state} offset={self.last_offset}>"
 
     @property
     def members(self) -> dict[str, list[dict[str, Any]]]:
@@ -155,6 +174,12 @@ class AsyncSubscription:
 
     # -- called by the connection ---------------------------------------------------------------
 
+    def _receive(self, frame: dict[str, Any]) -> None:
+        if self._held is not None:
+            self._held.append(frame)
+        else:
+            self._deliver(frame)
+
     def _deliver(self, frame: dict[str, Any]) -> None:
         offset = frame.get("offset")
         if isinstance(offset, int):
@@ -184,6 +209,8 @@ class AsyncSubscription:
 
     def _joined(self, response: dict[str, Any]) -> None:
         self._confirmed = True
+        self.state = "joined"
+        self._join_closes = 0
         # A topic whose history restarted (a new store: a new epoch, or an offset behind
         # ours) numbers from 1 again: reset before delivering, or its messages look seen.
         epoch, offset = response.get("epoch"), response.get("offset")
@@ -218,6 +245,7 @@ class AsyncSubscription:
 
     def _ended(self, reason: str | None) -> None:
         self.joined = False
+        self.state = "closed"
         self.close_reason = reason
         for queue in self._queues:
             queue.put_nowait(None)
@@ -263,6 +291,10 @@ class AsyncConnection:
         self._buffer: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        #: Reconnect attempts since the last connection whose rejoins were all answered.
+        self._attempt = 0
+        #: The close code of the last lost connection (``None``: no close frame).
+        self._close_code: int | None = None
 
     def __repr__(self) -> str:
         return f"<AsyncConnection {self.url} {self.state}>"
@@ -349,6 +381,7 @@ class AsyncConnection:
             except Exception:
                 log.exception("could not handle frame %.200s", text)
         if ws is self._ws:
+            self._close_code = ws.close_code
             self._lost(f"closed by the server ({ws.close_code} {ws.close_reason})")
 
     async def _heartbeat(self, ws: WebSocketClientConnection) -> None:
@@ -372,6 +405,9 @@ class AsyncConnection:
             return
         log.info("connection to %s lost: %s; reconnecting", self.url, why)
         self.state = "reconnecting"
+        for sub in self.subscriptions.values():
+            if sub._confirmed:
+                sub.state = "rejoining"
         self._spawn(self._reconnect())
 
     def _fail_pending(self, why: str) -> None:
@@ -382,10 +418,17 @@ class AsyncConnection:
             elif not future.done():
                 future.set_exception(ConnectionLost("unavailable", why))
 
+    def _backoff(self, attempt: int) -> float:
+        """Seconds to wait before try ``attempt`` (from 0): doubling, capped, jittered
+        between half and all of it so that clients do not come back in lockstep."""
+        return min(self.max_backoff, BASE_BACKOFF * 2.0**attempt) * random.uniform(0.5, 1.0)
+
     async def _reconnect(self) -> None:
-        for attempt in itertools.count():
-            delay = min(self.max_backoff, 0.1 * 2**attempt)
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        # The attempt count survives connections that were lost before their rejoins
+        # were answered: a join that gets the connection closed must not loop fast.
+        while True:
+            await asyncio.sleep(self._backoff(self._attempt))
+            self._attempt += 1
             if self._closing:
                 return
             try:
@@ -397,11 +440,13 @@ class AsyncConnection:
                     log.warning("reconnecting to %s was refused: %s", self.url, e.detail)
                     self._refused(e)
                     return
-                log.debug("reconnect attempt %d failed: %s", attempt + 1, e)
+                log.debug("reconnect attempt %d failed: %s", self._attempt, e)
                 continue
             self._ws = ws
+            self._close_code = None
             self._started(ws)
-            await self._rejoin()
+            if await self._rejoin():
+                self._attempt = 0
             self._flush_buffer()
             log.info("reconnected to %s", self.url)
             return
@@ -417,31 +462,151 @@ class AsyncConnection:
             sub._ended(error.detail)
         self.subscriptions.clear()
 
-    async def _rejoin(self) -> None:
+    async def _rejoin(self) -> bool:
+        """Rejoin every confirmed subscription, one at a time (so a reply that gets the
+        connection closed names its topic); False if the connection was lost meanwhile."""
+        ws = self._ws
         for sub in list(self.subscriptions.values()):
-            if not sub._confirmed:
+            if not sub._confirmed or self.subscriptions.get(sub.topic) is not sub:
                 continue
             try:
-                response = await self._send_request(
-                    {
-                        "event": Event.JOIN.value,
-                        "topic": sub.topic,
-                        "payload": sub.params,
-                        "since": sub.last_offset,
-                        "presence": sub.wants_presence,
-                    },
-                    self.timeout,
-                )
+                error = await self._rejoin_one(sub)
             except ConnectionLost as e:
                 log.info("rejoining %s failed: %s", sub.topic, e)
-                return  # the connection is gone again; the next reconnect retries
-            except ChannelError as e:
-                # Refused, failed or unanswered: this topic ends; the others still rejoin.
-                log.warning("rejoining %s failed: %s", sub.topic, e)
-                self._forget(sub)
-                sub._ended(e.detail)
-                continue
+                return False  # the connection is gone again; the next reconnect retries
+            if error is not None and ws is not None:
+                log.warning("rejoining %s failed (%s); trying again with backoff", sub.topic, error)
+                self._spawn(self._retry_rejoin(sub, ws, error))
+        return True
+
+    async def _rejoin_one(self, sub: AsyncSubscription) -> ChannelError | None:
+        """Rejoin ``sub`` with ``since``; the error to try again after, or None when it is
+        joined or ended. Raises :class:`ConnectionLost`."""
+        try:
+            await self._join_request(
+                sub,
+                {
+                    "event": Event.JOIN.value,
+                    "topic": sub.topic,
+                    "payload": sub.params,
+                    "since": sub.last_offset,
+                    "presence": sub.wants_presence,
+                },
+                self.timeout,
+            )
+        except ConnectionLost:
+            if self._close_code == CloseCode.SLOW_CONSUMER:
+                sub._join_closes += 1
+                if sub._join_closes >= MAX_JOIN_CLOSES:
+                    why = (
+                        f"its join reply got the connection closed (slow consumer) "
+                        f"{sub._join_closes} times"
+                    )
+                    log.warning("giving up on %s: %s", sub.topic, why)
+                    self._forget(sub)
+                    sub._ended(why)
+            raise
+        except ChannelError as e:
+            if e.retried:
+                sub.state = "retrying"
+                return e
+            # Refused or failed: this topic ends; the others still rejoin.
+            log.warning("rejoining %s failed: %s", sub.topic, e)
+            self._forget(sub)
+            sub._ended(e.detail)
+        return None
+
+    async def _retry_rejoin(
+        self, sub: AsyncSubscription, ws: WebSocketClientConnection, error: ChannelError
+    ) -> None:
+        """Rejoin ``sub`` on ``ws`` until it is joined or ended; a new connection
+        rejoins it by itself, so this stops when ``ws`` is gone."""
+        for attempt in itertools.count():
+            wait = error.retry_after if error.retry_after is not None else self._backoff(attempt)
+            await asyncio.sleep(wait)
+            if ws is not self._ws or self.subscriptions.get(sub.topic) is not sub:
+                return
+            try:
+                retry = await self._rejoin_one(sub)
+            except ConnectionLost:
+                return
+            if retry is None:
+                if sub.joined:
+                    log.info("rejoined %s after %d retries", sub.topic, attempt + 1)
+                return
+            log.debug("rejoining %s failed again: %s", sub.topic, retry)
+            error = retry
+
+    async def _join_request(
+        self, sub: AsyncSubscription, frame: dict[str, Any], timeout: float
+    ) -> None:
+        """Send a join for ``sub`` and take in its reply, with the older pages a truncated
+        reply left out. Live frames that arrive meanwhile are delivered after it."""
+        sub._held = []
+        try:
+            response = await self._send_request(frame, timeout)
+            if response.get("truncated") and sub.epoch in (None, response.get("epoch")):
+                response = await self._complete(sub.topic, response, frame, timeout)
             sub._joined(response)
+            held = sub._held
+        finally:
+            sub._held = None
+        for live in held:
+            sub._deliver(live)
+
+    async def _complete(
+        self, topic: str, response: dict[str, Any], frame: dict[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        """A truncated join reply with what it left out. With ``since`` the reply holds the
+        oldest missed messages: the newer ones are asked for by joining again with
+        ``since`` = the last one received, until a reply is complete (``recovered`` stays
+        true only if the pages meet). Without, it holds the newest: older ones are read
+        with ``history`` pages up to the ``history`` asked for."""
+        messages: list[dict[str, Any]] = list(response.get("messages", []))
+        since = frame.get("since")
+        if since is None:
+            return {**response, "messages": await self._older(topic, messages, frame, timeout)}
+        gapless = True
+        while response.get("truncated") and response.get("recovered", True) and messages:
+            reached = messages[-1].get("offset")
+            if not isinstance(reached, int):
+                break
+            response = await self._send_request({**frame, "since": reached}, timeout)
+            page = list(response.get("messages", []))
+            if not page or page[0].get("offset") != reached + 1:
+                gapless = False  # retention moved past them while we read
+                break
+            messages += page
+        recovered = bool(response.get("recovered", True)) and gapless
+        return {**response, "messages": messages, "recovered": recovered}
+
+    async def _older(
+        self,
+        topic: str,
+        messages: list[dict[str, Any]],
+        frame: dict[str, Any],
+        timeout: float,
+    ) -> list[dict[str, Any]]:
+        """``messages`` (the newest) preceded by older ones read with ``history`` pages,
+        up to the ``history`` asked for or the oldest retained."""
+        while messages and len(messages) < frame.get("history", 0):
+            first = messages[0].get("offset")
+            if not isinstance(first, int) or first <= 1:
+                break
+            limit = min(frame.get("history", 0) - len(messages), MAX_HISTORY_LIMIT)
+            page = await self._send_request(
+                {
+                    "event": Event.HISTORY.value,
+                    "topic": topic,
+                    "payload": {"before": first, "limit": limit},
+                },
+                timeout,
+            )
+            older = list(page.get("messages", []))
+            if not older:
+                break
+            messages = older + messages
+        return messages
 
     def _flush_buffer(self) -> None:
         ws = self._ws
@@ -504,8 +669,13 @@ class AsyncConnection:
             if payload.get("status") == Status.OK.value:
                 future.set_result(response)
             else:
+                retry_after = response.get("retry_after")
                 future.set_exception(
-                    error_for(response.get("reason", "error"), response.get("detail", ""))
+                    error_for(
+                        response.get("reason", "error"),
+                        response.get("detail", ""),
+                        retry_after / 1000 if isinstance(retry_after, int | float) else None,
+                    )
                 )
             return
         if event == Event.ERROR.value:
@@ -516,7 +686,7 @@ class AsyncConnection:
         if sub is None:
             return
         if event == Event.MESSAGE.value:
-            sub._deliver(frame)
+            sub._receive(frame)
         elif event == Event.PRESENCE_STATE.value:
             sub._presence_state(frame.get("payload") or {})
         elif event == Event.PRESENCE_DIFF.value:
@@ -559,11 +729,12 @@ class AsyncConnection:
         # Registered first: presence_state and live messages follow the reply at once.
         self.subscriptions[topic] = sub
         try:
-            response = await self.request(frame, timeout)
+            if self.state == "closed":
+                raise ConnectionLost("unavailable", "the connection is closed")
+            await self._join_request(sub, frame, self.timeout if timeout is None else timeout)
         except ChannelError:
             self.subscriptions.pop(topic, None)
             raise
-        sub._joined(response)
         return sub
 
     def _forget(self, sub: AsyncSubscription) -> None:

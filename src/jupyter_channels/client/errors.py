@@ -12,20 +12,35 @@
 
 Every wait has a timeout (10 s unless given), so a call either returns,
 raises one of these, or raises ``ReplyTimeout``: it never waits forever.
+
+An error whose ``code`` is in :data:`RETRIED` says the server could not answer
+now; the client tries a rejoin that got one again later, and gives up on any other.
 """
 
 from __future__ import annotations
 
 from ..constants import ErrorCode
 
+#: Codes of errors that pass: the store or broker is down, a hook or the reply was slow.
+RETRIED = frozenset(
+    {ErrorCode.UNAVAILABLE.value, ErrorCode.TIMEOUT.value, ErrorCode.RATE_LIMITED.value}
+)
+
 
 class ChannelError(Exception):
-    """An error reply, or a failure of the client. ``code`` is an error code of the protocol."""
+    """An error reply, or a failure of the client. ``code`` is an error code of the protocol;
+    ``retry_after`` the seconds the server asked to wait before trying again, if it did."""
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: str, detail: str, retry_after: float | None = None) -> None:
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
+        self.retry_after = retry_after
+
+    @property
+    def retried(self) -> bool:
+        """Whether trying again later may succeed (``code`` is in :data:`RETRIED`)."""
+        return self.code in RETRIED
 
 
 class JoinRejected(ChannelError):
@@ -44,10 +59,10 @@ class ServerNotFound(ChannelError):
     """Discovery found no server; pass ``url=`` (and ``token=``) or set the environment."""
 
 
-def error_for(code: str, detail: str) -> ChannelError:
-    """The exception for an error reply."""
+def error_for(code: str, detail: str, retry_after: float | None = None) -> ChannelError:
+    """The exception for an error reply (``retry_after`` in seconds)."""
     if code == ErrorCode.JOIN_REJECTED.value:
-        return JoinRejected(code, detail)
+        return JoinRejected(code, detail, retry_after)
     if code == ErrorCode.TIMEOUT.value:
-        return ReplyTimeout(code, detail)
-    return ChannelError(code, detail)
+        return ReplyTimeout(code, detail, retry_after)
+    return ChannelError(code, detail, retry_after)

@@ -64,6 +64,12 @@ class Subscription:
         return self._sub.joined
 
     @property
+    def state(self) -> str:
+        """``joined``; ``rejoining`` after a reconnect; ``retrying`` while the server cannot
+        answer the rejoin (tried again with backoff); ``closed`` once it ended."""
+        return self._sub.state
+
+    @property
     def epoch(self) -> str | None:
         """The history epoch the server reported at the last (re)join."""
         return self._sub.epoch
