@@ -14,6 +14,7 @@ cell (IPython's ``set_next_input``), where the user decides.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
@@ -24,6 +25,9 @@ from IPython.utils.capture import capture_output
 from . import sharing
 from .client import sync
 from .message import Message
+
+#: IPython's name for input ``n`` as typed (not ``_i``, ``_ii``, ``_iii``: the last three).
+_INPUT_NAME = re.compile(r"_i[1-9][0-9]*")
 
 
 class _ResultHook(CapturingDisplayHook):
@@ -63,7 +67,7 @@ def typed_inputs() -> dict[int, str]:
     """
     inputs: dict[int, str] = {}
     for name, value in _shell().user_ns.items():
-        if name.startswith("_i") and name[2:].isdigit() and isinstance(value, str):
+        if _INPUT_NAME.fullmatch(name) and isinstance(value, str):
             inputs[int(name[2:])] = value
     return inputs
 
