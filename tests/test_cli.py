@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ import jupyter_channels as jc
 
 from .client.conftest import DISCOVERY_ENV
 from .runtime_files import stale_server_file
-from .support import SpawnedServer, spawn, wait_until
+from .support import SpawnedServer, free_port, stop_process, wait_until
 
 CLI = [sys.executable, "-m", "jupyter_channels.cli"]
 
@@ -74,24 +75,60 @@ def test_generate_refuses_to_overwrite_a_file(tmp_path):
     assert (tmp_path / "chat_room_channel.py").read_text() == "# mine\n"
 
 
-def test_a_generated_channel_registered_through_config_serves_its_topic(tmp_path):
-    assert run("generate", "ChatRoom", cwd=tmp_path).returncode == 0
-    server = spawn(
-        tmp_path / "server", tmp_path / "history.sqlite", extra_path=(tmp_path,),
-        channels={"chat_room:*": "chat_room_channel:ChatRoomChannel"},
-    ).start()  # fmt: skip
+def test_generate_refuses_to_overwrite_its_test_file(tmp_path):
+    (tmp_path / "test_chat_room_channel.py").write_text("# mine\n")
+
+    result = run("generate", "ChatRoom", cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert "test_chat_room_channel.py already exists" in result.stderr
+    assert not (tmp_path / "chat_room_channel.py").exists()
+
+
+def test_the_command_generate_prints_starts_a_server_with_the_channel(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    printed = run("generate", "ChatRoom", cwd=work).stdout.splitlines()
+    (command,) = [line.strip() for line in printed if "jupyter lab" in line]
+    assert command.startswith("PYTHONPATH=")
+    port, token = free_port(), "generated-" + os.urandom(4).hex()
+    server_flags = (
+        f" --no-browser --allow-root --ServerApp.ip=127.0.0.1 --ServerApp.port={port}"
+        f" --ServerApp.port_retries=0 --IdentityProvider.token={token}"
+        f" --ChannelsApp.history_path={tmp_path / 'history.sqlite'}"
+    )
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env["JUPYTER_RUNTIME_DIR"] = str(tmp_path / "runtime")
+    with (tmp_path / "lab.log").open("wb") as log:
+        # Run as printed, from another directory: bash execs the one command it is given.
+        lab = subprocess.Popen(
+            ["bash", "-c", command + server_flags], cwd=tmp_path, env=env, stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
-        with jc.connect(server.http_url, server.token) as conn:
+        url = f"http://127.0.0.1:{port}/"
+        wait_until(lambda: lab.poll() is not None or answers(url, token), timeout=120)
+        assert lab.poll() is None, (tmp_path / "lab.log").read_text()[-3000:]
+        with jc.connect(url, token) as conn:
             with pytest.raises(jc.JoinRejected) as refused:
                 conn.join("chat_room:42", params={"banned": True})
             assert refused.value.detail == "not allowed in this room"
 
             room = conn.join("chat_room:42")
             wait_until(lambda: [m.subject for m in room.messages] == ["user_joined"])
-            room.send("text", {"text": "hi"})
-            wait_until(lambda: [m.subject for m in room.messages][-1] == "text")
     finally:
-        server.stop()
+        stop_process(lab)
+
+
+def answers(url: str, token: str) -> bool:
+    request = urllib.request.Request(
+        url + "api/channels/topics", headers={"Authorization": f"token {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def test_send_listen_topics_and_who_round_trip(server):
@@ -182,6 +219,16 @@ def test_the_usage_names_each_argument_as_its_error_does():
     assert "TOPIC SUBJECT [PAYLOAD]" in usage
     assert "the following arguments are required: SUBJECT" in missing.stderr
     assert bad_json.stderr.startswith("jupyter channels: PAYLOAD is not valid JSON")
+
+
+def test_a_url_that_is_not_a_server_url_fails_with_status_2():
+    result = run("topics", "--url", "localhost:8888")
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        "jupyter channels: --url: not a server URL: 'localhost:8888' "
+        "(expected http(s):// or ws(s)://)\n"
+    )
 
 
 def test_invalid_json_fails_with_status_2(server):

@@ -2,7 +2,7 @@
 
 ::
 
-    jupyter channels generate ChatRoom          # writes chat_room_channel.py
+    jupyter channels generate ChatRoom          # writes chat_room_channel.py and its tests
     jupyter channels topics [--json]            # topic, members, last offset
     jupyter channels send TOPIC SUBJECT [PAYLOAD]  # PAYLOAD is JSON; prints the offset
     jupyter channels listen TOPIC [--since N] [--history N]   # one JSON line per message
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import threading
 import urllib.error
@@ -39,59 +38,6 @@ class CliError(Exception):
     def __init__(self, message: str, status: int = 1) -> None:
         super().__init__(message)
         self.status = status
-
-
-# -- generate -------------------------------------------------------------------------------
-
-_TEMPLATE = '''"""The {name} channel: serves every topic matching "{prefix}:*".
-
-Register it in jupyter_server_config.py (the module must be importable):
-
-    c.ChannelsApp.channels = {{"{prefix}:*": "{module}:{cls}"}}
-"""
-
-from jupyter_channels import Channel, Reject
-
-
-class {cls}(Channel):
-    """Messages sent to a {prefix} topic go to everyone on it."""
-
-    async def handle_joined(self, client, message):
-        """Called when ``client`` asks to join ``message.topic``; ``message.payload``
-        holds the join params. Raise Reject("why") to refuse."""
-        if message.payload.get("banned"):
-            raise Reject("not allowed in this room")
-        await self.broadcast("user_joined", {{"name": client.user.display_name}})
-
-    async def handle_message(self, client, message):
-        """Called for each message a joined client sends. A returned dict is added
-        to the sender's ok reply."""
-        await self.rebroadcast(message)
-
-    async def handle_leave(self, client):
-        """Called when ``client`` leaves the topic or its connection drops."""
-        await self.broadcast("user_left", {{"name": client.user.display_name}})
-'''
-
-
-def snake_case(name: str) -> str:
-    """``ChatRoom`` -> ``chat_room``."""
-    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|[^A-Za-z0-9]+", "_", name).strip("_")
-    return words.lower()
-
-
-def generate(name: str, directory: Path) -> tuple[Path, str]:
-    """Write ``<name>_channel.py``; returns its path and the config line registering it."""
-    prefix = snake_case(name)
-    if not prefix or not prefix[0].isalpha():
-        raise CliError(f"{name!r} is not a usable channel name (try e.g. ChatRoom)", 2)
-    cls = "".join(word.capitalize() for word in prefix.split("_")) + "Channel"
-    module = f"{prefix}_channel"
-    path = directory / f"{module}.py"
-    if path.exists():
-        raise CliError(f"{path} already exists; not overwriting it")
-    path.write_text(_TEMPLATE.format(name=name, prefix=prefix, cls=cls, module=module))
-    return path, f'c.ChannelsApp.channels = {{"{prefix}:*": "{module}:{cls}"}}'
 
 
 # -- finding the server ---------------------------------------------------------------------
@@ -143,10 +89,20 @@ def _topic(topic: str) -> str:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    path, line = generate(args.name, Path(args.dir))
-    print(f"wrote {path}")
-    print("register it in jupyter_server_config.py:")
-    print(f"    {line}")
+    from .scaffold import generate
+
+    try:
+        made = generate(args.name, Path(args.dir))
+    except ValueError as e:
+        raise CliError(str(e), 2) from None
+    except FileExistsError as e:
+        raise CliError(str(e)) from None
+    print(f"wrote {made.channel} and its tests, {made.test} (run: pytest {made.test})")
+    print(f"The server imports it as {made.module}, so its directory must be on PYTHONPATH.")
+    print("Start JupyterLab with it registered (works from any directory):")
+    print(f"    {made.command}")
+    print("or put this line in jupyter_server_config.py and start the server with that PYTHONPATH:")
+    print(f"    {made.config_line}")
 
 
 def cmd_topics(args: argparse.Namespace) -> None:
@@ -232,7 +188,9 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--token", help="the server's token")
         return sub
 
-    gen = command("generate", "write NAME_channel.py with a Channel subclass", server=False)
+    gen = command(
+        "generate", "write NAME_channel.py with a Channel subclass, and its tests", server=False
+    )
     gen.add_argument("name", metavar="NAME", help="e.g. ChatRoom")
     gen.add_argument("--dir", default=".", help="where to write it (default: here)")
     gen.set_defaults(run=cmd_generate)

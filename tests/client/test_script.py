@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +13,9 @@ from traitlets.config import Config
 
 import jupyter_channels as jc
 
+from ..doc_blocks import code_block
 from ..runtime_files import copy_server_file, stale_server_file
-from ..support import REPO_ROOT, spawn, wait_until
+from ..support import spawn, wait_until
 from .conftest import DISCOVERY_ENV
 
 ROUND_TRIP = """\
@@ -134,22 +134,13 @@ def test_a_script_with_no_server_to_find_says_what_it_tried(tmp_path):
     assert 'connect(url="http://localhost:8888/"' in error
 
 
-def readme_block(first_line: str) -> str:
-    """The README's code block that starts with ``first_line``."""
-    readme = (REPO_ROOT / "README.md").read_text()
-    for block in re.findall(r"```python\n(.*?)```", readme, re.S):
-        if block.startswith(first_line):
-            return block
-    raise AssertionError(f"no README block starts with {first_line!r}")
-
-
 def test_the_readmes_script_example_runs_as_written_against_a_running_server(tmp_path):
     package = tmp_path / "mypkg"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "chat.py").write_text(readme_block("# mypkg/chat.py"))
+    (package / "chat.py").write_text(code_block("README.md", "# mypkg/chat.py"))
     config = Config()
-    exec(readme_block("# jupyter_server_config.py"), {"c": config})
+    exec(code_block("README.md", "# jupyter_server_config.py"), {"c": config})
     server = spawn(
         tmp_path / "server", tmp_path / "history.sqlite", extra_path=(tmp_path,),
         channels=dict(config.ChannelsApp.channels),
@@ -157,7 +148,7 @@ def test_the_readmes_script_example_runs_as_written_against_a_running_server(tmp
     try:
         with jc.connect(server.http_url, server.token) as conn:
             watcher = conn.join("chat_room:42", params={"invite": "ok"})
-            example = readme_block("# in a notebook, a kernel, or a script")
+            example = code_block("README.md", "# in a notebook, a kernel, or a script")
 
             done = run_script(example, server.root / "runtime", tmp_path)
 
