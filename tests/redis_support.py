@@ -1,6 +1,6 @@
 """A real ``redis-server`` for the tests, on a free port, stopped by whoever started it.
 
-Without ``redis-server`` (Debian's package ``redis-server``; ``scripts/setup``
+Without ``redis-server`` (Debian's package ``redis-server``; ``scripts/setup --test``
 installs it) or the ``redis`` package, the Redis tests are skipped, except in
 CI (``CI=true``), where they fail: CI must never pass by skipping them.
 """
@@ -26,7 +26,7 @@ def redis_server_binary() -> str:
         "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
     )
     if found is None:
-        _missing("redis-server is not installed (apt-get install redis-server; scripts/setup)")
+        _missing("redis-server is not installed (scripts/setup --test installs it)")
     try:
         import redis  # noqa: F401
     except ImportError:
@@ -36,7 +36,7 @@ def redis_server_binary() -> str:
 
 
 def _missing(why: str) -> None:
-    """A missing dependency fails the run (scripts/setup installs it): never a skip."""
+    """A missing dependency fails the run (scripts/setup --test installs it): never a skip."""
     pytest.fail(f"the Redis tests need it: {why}", pytrace=False)
 
 

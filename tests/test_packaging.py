@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,3 +114,23 @@ def test_the_npm_package_has_the_python_packages_version() -> None:
     lock = json.loads((REPO_ROOT / "package-lock.json").read_text())
     assert package["version"] == __version__
     assert lock["version"] == lock["packages"][""]["version"] == __version__
+
+
+def extra(meta: Message, name: str) -> set[str]:
+    """The distributions an extra adds, by name."""
+    marker = f"extra == '{name}'"
+    return {
+        re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower()
+        for r in meta.get_all("Requires-Dist") or []
+        if r.endswith(marker)
+    }
+
+
+def test_the_demo_extra_brings_jupyterlab_and_none_of_the_test_tools(
+    wheel: zipfile.ZipFile,
+) -> None:
+    meta = metadata(wheel)
+    demo = extra(meta, "demo")
+    assert {"jupyterlab", "notebook", "matplotlib"} <= demo
+    assert {"pytest", "playwright", "mypy", "py-spy", "ruff"} <= extra(meta, "test")
+    assert not demo & {"pytest", "playwright", "mypy", "py-spy", "ruff", "redis"}

@@ -43,8 +43,8 @@ WIDGET_TIMEOUT = 30_000
 
 
 def missing(what: str) -> NoReturn:
-    """A missing dependency fails the run (scripts/setup installs it): never a skip."""
-    pytest.fail(f"{what} (the browser tests need it; see scripts/setup)", pytrace=False)
+    """A missing dependency fails the run (scripts/setup --test installs it): never a skip."""
+    pytest.fail(f"{what} (the browser tests need it; see scripts/setup --test)", pytrace=False)
 
 
 def notebook_json(cells: tuple[str, ...]) -> dict[str, Any]:
