@@ -1,35 +1,5 @@
-"""Testing channels without a Jupyter server: a pytest plugin in the spirit of Phoenix's
-``ChannelTest``.
-
-Installed with the package (the ``pytest11`` entry point), it adds one fixture,
-``channel_case``: call it with a channel class (served on every topic) or a
-``{pattern: class}`` dict to get a :class:`ChannelCase`, an in-process hub with the
-real routing, hooks, history and presence, and no sockets. Its clients speak the
-wire protocol and assert on what the hub sends them::
-
-    import pytest
-    from chat_room_channel import ChatRoomChannel
-
-    pytestmark = pytest.mark.anyio      # or pytest-asyncio's mark
-
-    async def test_a_join_is_announced(channel_case):
-        case = channel_case({"chat_room:*": ChatRoomChannel})
-        alice = case.connect(user="alice")
-        reply = await alice.join("chat_room:1", {"invite": "ok"})
-        reply.assert_ok()
-        await alice.assert_broadcast("user_joined", {"name": "alice"})
-
-        ref = await alice.push("chat_room:1", "text", {"text": "hi"})
-        await alice.assert_reply(ref, "ok")
-        await alice.assert_presence("chat_room:1", {"alice"})
-
-Expected payloads and responses match when every key given is equal (other keys
-are ignored), as Phoenix's map patterns do. ``assert_*`` wait up to ``timeout``
-(1 s) on the event loop for a match; ``refute_broadcast`` waits its whole
-``timeout`` (0.1 s) and fails if a match arrives. A matched message or reply is
-consumed, like ``assert_receive``. ``ChannelCase`` is also an async context manager
-for use without the fixture.
-"""
+"""A test client of a :class:`~jupyter_channels.testing.ChannelCase`: it speaks the wire
+protocol to the hub and asserts on what the hub sends back."""
 
 from __future__ import annotations
 
@@ -42,22 +12,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .channel import Channel, Router
-from .constants import DEFAULT_HISTORY_SIZE, PING_TEXT, Event, Kind, Status
+from ..constants import PING_TEXT, Event, Kind, Status
 
 if TYPE_CHECKING:
-    # Imported when a case starts: pytest loads this plugin in every run.
-    from .connection import Client, Identity
-    from .hub import Limits
-
-__all__ = ["ChannelCase", "ChannelClient", "Reply", "channel_case"]
+    from ..connection import Client, Identity
+    from .case import ChannelCase
 
 #: How long ``assert_*`` wait for a match by default (seconds).
 ASSERT_TIMEOUT = 1.0
 #: How long ``refute_broadcast`` watches by default (seconds), as Phoenix's ``refute_timeout``.
 REFUTE_TIMEOUT = 0.1
-
-Channels = type[Channel] | dict[str, type[Channel]]
 
 
 def _matches(actual: Any, expected: Any) -> bool:
@@ -338,104 +302,3 @@ class ChannelClient:
     async def assert_closed(self, *, timeout: float = ASSERT_TIMEOUT) -> dict[str, Any]:
         """Wait for a ``close`` frame (the server ended a subscription); returns it."""
         return await self._expect(lambda f: f.get("event") == "close", timeout, "no close frame")
-
-
-@dataclass
-class ChannelCase:
-    """An in-process hub serving ``channels``: a channel class (on every topic) or a
-    ``{pattern: class}`` dict. Start clients with :meth:`connect`."""
-
-    channels: Channels
-    history_size: int = DEFAULT_HISTORY_SIZE
-    #: The hub's limits (``jupyter_channels.hub.Limits``); the defaults when ``None``.
-    limits: Limits | None = None
-
-    def __post_init__(self) -> None:
-        from .brokers.local import LocalBroker
-        from .history.sqlite import SqliteHistory
-        from .hub import Hub
-
-        specs = self.channels if isinstance(self.channels, dict) else {"*": self.channels}
-        self.hub = Hub(
-            Router(), LocalBroker(SqliteHistory(":memory:", self.history_size)), self.limits
-        )
-        for pattern, cls in specs.items():
-            self.hub.router.add(pattern, cls(self.hub, pattern))
-        self._ids = itertools.count(1)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._guard: asyncio.Task[None] | None = None
-
-    def connect(
-        self,
-        user: str = "user",
-        *,
-        name: str | None = None,
-        kind: str = "browser",
-        initials: str | None = None,
-        color: str | None = None,
-    ) -> ChannelClient:
-        """A new connection of ``user`` (``kind`` ``"browser"`` or ``"kernel"``)."""
-        from jupyter_server.auth import User
-
-        identity = User(user, name or user, name or user, initials, None, color)
-        return ChannelClient(self, identity, Kind(kind))
-
-    async def _ensure_started(self) -> None:
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-            # Runners (anyio's, pytest-asyncio's) cancel leftover tasks before closing
-            # their loop: the guard then stops the hub while the loop still runs.
-            self._guard = self._loop.create_task(self._stop_when_cancelled())
-        await self.hub.ensure_started()
-
-    async def _stop_when_cancelled(self) -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await self.hub.stop()
-
-    async def close(self) -> None:
-        """Drop every client and stop the hub."""
-        if self._guard is not None and not self._guard.done():
-            self._guard.cancel()
-            await asyncio.wait([self._guard])
-
-    def close_soon(self) -> None:
-        """:meth:`close` from outside the event loop (a fixture's teardown)."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed() and not loop.is_running():
-            loop.run_until_complete(self.close())
-
-    async def __aenter__(self) -> ChannelCase:
-        await self._ensure_started()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-
-def _pytest_fixture() -> Any:
-    try:
-        import pytest
-    except ImportError:  # ChannelCase works without pytest; only the fixture needs it
-        return None
-
-    @pytest.fixture
-    def channel_case() -> Iterator[Callable[..., ChannelCase]]:
-        """``channel_case(ChannelClass)`` or ``channel_case({pattern: ChannelClass}, ...)``:
-        a :class:`ChannelCase`, stopped after the test."""
-        cases: list[ChannelCase] = []
-
-        def make(channels: Channels, **options: Any) -> ChannelCase:
-            case = ChannelCase(channels, **options)
-            cases.append(case)
-            return case
-
-        yield make
-        for case in cases:
-            case.close_soon()
-
-    return channel_case
-
-
-channel_case = _pytest_fixture()
