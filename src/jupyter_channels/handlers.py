@@ -27,12 +27,15 @@ from .auth import kernel_user, presented_token, token_matches
 from .connection import Client, RateLimiter, TransportClosed
 from .constants import (
     AUTH_RESOURCE,
+    DEFAULT_HISTORY_LIMIT,
+    MAX_HISTORY_LIMIT,
     OVERSIZE_CLOSE_FACTOR,
     ErrorCode,
     Kind,
 )
 from .history.base import StoreUnavailable
 from .hub import HookError, Hub
+from .hub.reads import message_parts
 from .message import Message
 from .protocol import ProtocolError, dumps, is_topic, load_body
 
@@ -258,21 +261,37 @@ class MessagesHandler(ChannelsAPIHandler):
         if self.topic_arg(topic) is None:
             return
         limit = self.int_arg("limit")
+        since = self.int_arg("since")
+        if limit is None:
+            limit = DEFAULT_HISTORY_LIMIT if since is None else MAX_HISTORY_LIMIT
         try:
             page = await self.hub.broker.read(
                 topic,
-                since=self.int_arg("since"),
+                since=since,
                 before=self.int_arg("before"),
-                limit=50 if limit is None else min(limit, 500),
+                limit=min(limit, MAX_HISTORY_LIMIT),
             )
         except StoreUnavailable as e:
             self.fail(ErrorCode.UNAVAILABLE, str(e))
             return
-        frames = ",".join(m.frame for m in page.messages)
-        self.finish(
-            f'{{"messages":[{frames}],"offset":{page.offset},"epoch":{dumps(page.epoch)},'
-            f'"recovered":{"true" if page.recovered else "false"}}}'
+        truncated = ',"truncated":true' if page.truncated else ""
+        tail = (
+            f'],"offset":{page.offset},"epoch":{dumps(page.epoch)},'
+            f'"recovered":{"true" if page.recovered else "false"}{truncated}}}'
         )
+        self.finish_parts([b'{"messages":[', *message_parts(page), tail.encode()])
+
+    def finish_parts(self, parts: list[bytes]) -> None:
+        """Answer with ``parts`` one after the other, each handed to the socket as it is:
+        a page of big messages is never joined into one more copy of itself."""
+        self.set_header("Content-Type", "application/json")
+        # A known length also keeps Tornado from framing (copying) each part as a chunk.
+        self.set_header("Content-Length", sum(len(part) for part in parts))
+        for part in parts:
+            # One part per flush: Tornado joins what is buffered, and one part needs no join.
+            self.write(part)
+            self.flush()
+        self.finish()
 
     @web.authenticated
     async def post(self, topic: str) -> None:

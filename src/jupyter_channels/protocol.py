@@ -304,15 +304,20 @@ def decode(text: str) -> Frame:
 # -- encoding -----------------------------------------------------------------
 
 
-def encode_reply(topic: str | None, ref: Ref, response_json: str, status: Status) -> str:
-    """A ``reply`` frame around an already encoded ``response``."""
+def reply_head(topic: str | None, ref: Ref, status: Status) -> str:
+    """A ``reply`` frame up to its ``response``; :data:`REPLY_TAIL` closes it."""
     head = '{"event":"reply",'
     if topic is not None:
         head += f'"topic":{dumps(topic)},'
-    return (
-        f'{head}"ref":{dumps(ref)},"payload":{{"status":"{status.value}",'
-        f'"response":{response_json}}}}}'
-    )
+    return f'{head}"ref":{dumps(ref)},"payload":{{"status":"{status.value}","response":'
+
+
+REPLY_TAIL = "}}"
+
+
+def encode_reply(topic: str | None, ref: Ref, response_json: str, status: Status) -> str:
+    """A ``reply`` frame around an already encoded ``response``."""
+    return reply_head(topic, ref, status) + response_json + REPLY_TAIL
 
 
 def ok_reply(topic: str | None, ref: Ref, response: JSON = None) -> str:
@@ -383,16 +388,27 @@ def ws_text_frame(text: str) -> WsFrame:
     """
     data = text.encode()
     n = len(data)
-    if n < 126:
-        header = struct.pack("!BB", 0x81, n)
-    elif n < 1 << 16:
-        header = struct.pack("!BBH", 0x81, 126, n)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, n)
+    header = _text_header(n)
     size = len(header) + n
     if n >= OFF_HEAP_FROM:
         return WsFrame((header, _off_heap(data)), size)
     return WsFrame((header + data,), size)
+
+
+def ws_text_frame_of(parts: list[bytes]) -> WsFrame:
+    """One text frame whose payload is ``parts`` (UTF-8) one after the other, never joined:
+    a reply of stored messages is queued as the very bytes the store read."""
+    n = sum(len(part) for part in parts)
+    header = _text_header(n)
+    return WsFrame((header, *parts), len(header) + n)
+
+
+def _text_header(n: int) -> bytes:
+    if n < 126:
+        return struct.pack("!BB", 0x81, n)
+    if n < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, n)
+    return struct.pack("!BBQ", 0x81, 127, n)
 
 
 #: Payloads at least this big are kept in their own memory mapping while queued.

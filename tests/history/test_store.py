@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from jupyter_channels.history import (
     Draft,
     HistoryStore,
     Page,
+    Retained,
     SqliteHistory,
     StoredMessage,
     StoreUnavailable,
@@ -136,7 +137,7 @@ def offsets(page: Page) -> list[int]:
     return [message.offset for message in page.messages]
 
 
-def ns(messages: list[StoredMessage]) -> list[int]:
+def ns(messages: Sequence[StoredMessage | Retained]) -> list[int]:
     return [json.loads(message.frame)["payload"]["n"] for message in messages]
 
 
@@ -189,12 +190,7 @@ async def test_the_stored_message_is_its_encoded_message_frame(store):
         "from": {"id": "c1", "user": "alice", "name": "Alice", "kind": "browser"},
     }
     (read,) = (await store.read("chat:lobby")).messages
-    assert (read.topic, read.offset, read.ts, read.frame) == (
-        "chat:lobby",
-        1,
-        message.ts,
-        message.frame,
-    )
+    assert (read.offset, read.ts, read.frame) == (1, message.ts, message.frame.encode())
 
 
 async def test_on_commit_gets_each_message_once_in_offset_order_after_it_is_stored(store):
@@ -269,10 +265,87 @@ async def test_since_gives_exactly_the_messages_after_it(store):
     assert offsets(await store.read("a", since=0)) == [1, 2, 3, 4, 5]
 
 
-async def test_since_ignores_the_limit(store):
+async def test_since_gives_at_most_limit_messages_the_oldest_after_it_and_says_truncated(store):
     await append(store, "a", 1, 2, 3, 4, 5)
 
-    assert offsets(await store.read("a", since=1, limit=2)) == [2, 3, 4, 5]
+    page = await store.read("a", since=1, limit=2)
+
+    assert (offsets(page), page.offset, page.recovered, page.truncated) == ([2, 3], 5, True, True)
+
+
+async def test_paging_forward_with_since_reads_every_message_once(store):
+    await append(store, "a", 1, 2, 3, 4, 5)
+
+    pages = [await store.read("a", since=0, limit=2)]
+    while pages[-1].truncated:
+        pages.append(await store.read("a", since=pages[-1].messages[-1].offset, limit=2))
+
+    assert [offsets(page) for page in pages] == [[1, 2], [3, 4], [5]]
+    assert [(page.recovered, page.truncated) for page in pages] == [
+        (True, True),
+        (True, True),
+        (True, False),
+    ]
+
+
+async def test_a_page_that_holds_all_it_was_asked_for_is_not_truncated(store):
+    await append(store, "a", 1, 2, 3)
+
+    pages = [
+        await store.read("a", since=0, max_bytes=10**6),
+        await store.read("a", limit=3, max_bytes=10**6),
+        await store.read("a", limit=2),
+        await store.read("a", before=2, max_bytes=10**6),
+    ]
+
+    assert [(offsets(page), page.truncated) for page in pages] == [
+        ([1, 2, 3], False),
+        ([1, 2, 3], False),
+        ([2, 3], False),
+        ([1], False),
+    ]
+
+
+async def test_a_byte_budget_keeps_the_newest_messages_that_fit(store):
+    stored = await append(store, "a", 1, 2, 3, 4)
+    two = len(stored[2].frame.encode()) + len(stored[3].frame.encode())
+
+    page = await store.read("a", limit=50, max_bytes=two)
+    older = await store.read("a", before=page.messages[0].offset, limit=50, max_bytes=two)
+
+    assert (offsets(page), page.truncated) == ([3, 4], True)
+    assert (offsets(older), older.truncated) == ([1, 2], False)
+
+
+async def test_a_byte_budget_after_since_keeps_the_oldest_messages_that_fit(store):
+    stored = await append(store, "a", 1, 2, 3, 4)
+    two = len(stored[1].frame.encode()) + len(stored[2].frame.encode())
+
+    page = await store.read("a", since=1, limit=50, max_bytes=two)
+
+    assert (offsets(page), page.recovered, page.truncated) == ([2, 3], True, True)
+
+
+async def test_a_page_holds_one_message_even_if_it_is_over_the_byte_budget(store):
+    await append(store, "a", 1, 2, 3)
+
+    newest = await store.read("a", max_bytes=1)
+    after = await store.read("a", since=0, max_bytes=1)
+    last = await store.read("a", before=2, max_bytes=1)
+
+    assert (offsets(newest), newest.truncated) == ([3], True)
+    assert (offsets(after), after.truncated) == ([1], True)
+    assert (offsets(last), last.truncated) == ([1], False)
+
+
+async def test_a_page_is_the_stored_frames_byte_for_byte(store):
+    stored = await append(store, "a", 1, 2)
+
+    for page in (await store.read("a"), await store.read("a", since=0, max_bytes=1)):
+        assert all(isinstance(message.frame, bytes) for message in page.messages)
+        assert [m.frame for m in page.messages] == [m.frame.encode() for m in stored][
+            : len(page.messages)
+        ]
 
 
 async def test_since_equal_to_the_last_offset_is_recovered_and_empty(store):
@@ -288,7 +361,15 @@ async def test_since_older_than_retention_is_not_recovered_and_gives_the_newest_
 
     for since in (0, 1, 2):
         page = await store.read("a", since=since)
-        assert (offsets(page), page.recovered) == ([4, 5, 6, 7, 8], False)
+        assert (offsets(page), page.recovered, page.truncated) == ([4, 5, 6, 7, 8], False, False)
+
+
+async def test_since_older_than_retention_with_a_limit_gives_the_newest_that_many(store):
+    await append(store, "a", *range(1, 9))  # retained: 4..8
+
+    page = await store.read("a", since=1, limit=2)
+
+    assert (offsets(page), page.recovered, page.truncated) == ([7, 8], False, True)
 
 
 async def test_since_just_before_the_oldest_retained_message_is_recovered(store):
@@ -428,7 +509,7 @@ async def test_reopening_a_durable_store_keeps_messages_epoch_and_offsets(kind, 
         await second.close()
 
     assert second.epoch == epoch
-    assert [m.frame for m in page.messages] == [m.frame for m in stored]
+    assert [m.frame for m in page.messages] == [m.frame.encode() for m in stored]
     assert (page.offset, page.epoch, page.recovered) == (3, epoch, True)
     assert next_message.offset == 4
     assert topics == {"a": 4, "b": 1}

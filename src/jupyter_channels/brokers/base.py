@@ -67,9 +67,12 @@ class Broker(abc.ABC):
         since: int | None = None,
         before: int | None = None,
         limit: int = 50,
+        max_bytes: int | None = None,
     ) -> Page:
         """Read a topic's history (see ``HistoryStore.read``)."""
-        return await self.store.read(topic, since=since, before=before, limit=limit)
+        return await self.store.read(
+            topic, since=since, before=before, limit=limit, max_bytes=max_bytes
+        )
 
     async def topics(self) -> dict[str, int]:
         """Every topic with history, with its last offset."""

@@ -34,6 +34,7 @@ from typing import Any
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from ..constants import MAX_HISTORY_LIMIT
 from ..history.base import Draft, StoredMessage, StoreUnavailable
 from ..history.redis import (
     CONNECT_TIMEOUT,
@@ -448,21 +449,27 @@ class RedisBroker(Broker):
         sub = self._subscribed.get(topic)
         if sub is None or sub.held is None:
             return
-        since = sub.last
-        page = await self.store.read(topic, since=since, limit=0)
-        if self._subscribed.get(topic) is not sub or sub.held is None:
-            return
-        if since is None or sub.last is None:
-            # Nothing delivered yet, or a new epoch (the hub was told): start from here.
-            sub.last = page.offset
-        elif page.recovered:
-            for message in page.messages:
-                self._advance(sub, message)
-        else:
-            # Trimmed meanwhile: the subscribers here cannot get every message after
-            # the last they saw. They have to rejoin.
-            sub.last = page.offset
-            self._lost(topic)
+        while True:
+            since = sub.last
+            limit = 0 if since is None else MAX_HISTORY_LIMIT
+            page = await self.store.read(topic, since=since, limit=limit)
+            if self._subscribed.get(topic) is not sub or sub.held is None:
+                return
+            if since is None or sub.last is None:
+                # Nothing delivered yet, or a new epoch (the hub was told): start from here.
+                sub.last = page.offset
+            elif page.recovered:
+                for retained in page.messages:
+                    frame = retained.frame.decode()
+                    self._advance(sub, StoredMessage(topic, retained.offset, retained.ts, frame))
+                if page.truncated:
+                    continue
+            else:
+                # Trimmed meanwhile: the subscribers here cannot get every message after
+                # the last they saw. They have to rejoin.
+                sub.last = page.offset
+                self._lost(topic)
+            break
         held, sub.held = sub.held, None
         for message in held:
             self._live(topic, sub, message)

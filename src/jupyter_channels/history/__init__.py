@@ -1,6 +1,14 @@
 """History stores: where a topic's messages and offsets live."""
 
-from .base import Draft, HistoryStore, Page, StoredMessage, StoreUnavailable
+from .base import Draft, HistoryStore, Page, Retained, StoredMessage, StoreUnavailable
 from .sqlite import SqliteHistory
 
-__all__ = ["Draft", "HistoryStore", "Page", "SqliteHistory", "StoreUnavailable", "StoredMessage"]
+__all__ = [
+    "Draft",
+    "HistoryStore",
+    "Page",
+    "Retained",
+    "SqliteHistory",
+    "StoreUnavailable",
+    "StoredMessage",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ..protocol import encode_message
@@ -44,18 +44,43 @@ class StoredMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class Retained:
+    """A message as a read returns it: its ``message`` frame as UTF-8 bytes, sent on as is."""
+
+    offset: int
+    ts: int
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """What a read returns: messages oldest first and the topic's state at read time."""
 
-    messages: list[StoredMessage]
+    messages: list[Retained]
     #: The topic's last offset (0 for a topic with no messages).
     offset: int
     epoch: str
-    #: With ``since``: whether every message after it is in ``messages``.
+    #: With ``since``: whether the page starts right after it (nothing between them was lost).
     recovered: bool = True
+    #: Whether messages the read asked for were left out, by ``limit`` or ``max_bytes``.
+    truncated: bool = False
 
 
 Committed = Callable[[Sequence[StoredMessage]], None]
+
+
+def within(messages: Iterable[Retained], max_bytes: int | None) -> tuple[list[Retained], bool]:
+    """The first of ``messages`` whose frames fit in ``max_bytes`` (at least one), and
+    whether one was left out. Stops at the first that does not fit: with a lazy
+    iterator (a cursor) the rest are never read."""
+    page: list[Retained] = []
+    size = 0
+    for message in messages:
+        size += len(message.frame)
+        if page and max_bytes is not None and size > max_bytes:
+            return page, True
+        page.append(message)
+    return page, False
 
 
 class HistoryStore(abc.ABC):
@@ -96,14 +121,21 @@ class HistoryStore(abc.ABC):
         since: int | None = None,
         before: int | None = None,
         limit: int = 50,
+        max_bytes: int | None = None,
     ) -> Page:
-        """Read a topic.
+        """Read at most ``limit`` messages of a topic, oldest first.
 
-        - ``since``: every retained message with a greater offset
-          (``recovered`` true), or, if retention no longer reaches back to
-          ``since + 1``, the newest ``history_size`` retained (``recovered`` false);
-        - ``before``: the newest ``limit`` with a smaller offset;
-        - neither: the newest ``limit``.
+        - ``since``: the oldest retained messages after it (``recovered`` true), or,
+          if retention no longer reaches back to ``since + 1``, the newest retained
+          (``recovered`` false);
+        - ``before``: the newest with a smaller offset;
+        - neither: the newest.
+
+        ``max_bytes`` bounds the sum of the frames' sizes, but a page holds at least
+        one message: it keeps the oldest after ``since``, else the newest. ``truncated``
+        says that messages were left out: newer ones when the last message's offset is
+        below ``offset`` (read on with ``since`` = that offset), older ones otherwise
+        (read on with ``before`` = the first message's offset).
         """
 
     @abc.abstractmethod

@@ -36,7 +36,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from ..protocol import message_frame_parts
-from .base import Draft, HistoryStore, Page, StoredMessage, StoreUnavailable
+from .base import Draft, HistoryStore, Page, Retained, StoredMessage, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,9 @@ return {offset, ts, epoch}
 """
 
 # KEYS: epoch, offsets, stream. ARGV: topic, mode (since|before|newest), n, limit, cap,
-# new epoch. Returns {last offset, epoch, recovered (0|1), stream entries oldest first}.
+# new epoch, max bytes (0: no bound). Returns {last offset, epoch, recovered (0|1),
+# truncated (0|1), stream entries oldest first}. Entries are fetched a few at a time,
+# so a page that is full stops reading (and copying) big ones.
 READ_LUA = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
@@ -87,30 +89,69 @@ if not epoch then
 end
 local last = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 local mode, n, limit = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local function newest(before, count)
-  if count <= 0 or before <= 1 then return {} end
-  local rows = redis.call('XREVRANGE', KEYS[3], string.format('%d', before - 1), '-',
-                          'COUNT', count)
-  local out = {}
-  for i = #rows, 1, -1 do out[#out + 1] = rows[i] end
-  return out
+local cap, budget = tonumber(ARGV[5]), tonumber(ARGV[7])
+local BATCH = 16
+local function offset_of(entry) return tonumber(string.match(entry[1], '^(%d+)')) end
+local size = 0
+-- Whether one more entry fits the page; the first always does.
+local function fits(page, entry)
+  local bytes = #entry[2][4]  -- fields: t, ts, f, frame
+  if budget > 0 and #page > 0 and size + bytes > budget then return false end
+  size = size + bytes
+  return true
 end
-local recovered, entries = 1, {}
+local function oldest(from, count)
+  local page = {}
+  while #page < count do
+    local rows = redis.call('XRANGE', KEYS[3], string.format('%d', from), '+',
+                            'COUNT', math.min(BATCH, count - #page))
+    if #rows == 0 then return page end
+    for _, row in ipairs(rows) do
+      if not fits(page, row) then return page end
+      page[#page + 1] = row
+    end
+    from = offset_of(rows[#rows]) + 1
+  end
+  return page
+end
+local function newest(before, count)
+  local page, stop, full = {}, before - 1, false
+  while #page < count and stop >= 1 and not full do
+    local rows = redis.call('XREVRANGE', KEYS[3], string.format('%d', stop), '-',
+                            'COUNT', math.min(BATCH, count - #page))
+    if #rows == 0 then break end
+    for _, row in ipairs(rows) do
+      if not fits(page, row) then full = true break end
+      page[#page + 1] = row
+    end
+    stop = offset_of(rows[#rows]) - 1
+  end
+  local out = {}
+  for i = #page, 1, -1 do out[#out + 1] = page[i] end
+  return out, full
+end
+local recovered, truncated, entries = 1, false, {}
 if mode == 'since' then
-  if n < last then
-    entries = redis.call('XRANGE', KEYS[3], string.format('%d', n + 1), '+')
-    local first = entries[1] and tonumber(string.match(entries[1][1], '^(%d+)'))
-    if first ~= n + 1 then recovered = 0 end
-  elseif n > last then
+  local head = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)[1]
+  if n == last then
+    entries = {}
+  elseif n < last and head and offset_of(head) <= n + 1 then
+    entries = oldest(n + 1, limit)
+    local reached = n
+    if #entries > 0 then reached = offset_of(entries[#entries]) end
+    truncated = reached < last
+  else
     recovered = 0
-    entries = newest(last + 1, tonumber(ARGV[5]))
+    entries, truncated = newest(last + 1, math.min(limit, cap))
+    -- Asked for everything after n: older retained ones left out count too.
+    if #entries > 0 and offset_of(entries[1]) > offset_of(head) then truncated = true end
   end
 elseif mode == 'before' then
-  entries = newest(math.min(n, last + 1), limit)
+  entries, truncated = newest(math.min(n, last + 1), limit)
 else
-  entries = newest(last + 1, limit)
+  entries, truncated = newest(last + 1, limit)
 end
-return {last, epoch, recovered, entries}
+return {last, epoch, recovered, truncated and 1 or 0, entries}
 """
 
 
@@ -399,6 +440,7 @@ class RedisHistory(HistoryStore):
         since: int | None = None,
         before: int | None = None,
         limit: int = 50,
+        max_bytes: int | None = None,
     ) -> Page:
         """Read a topic (see ``HistoryStore.read``). Queued behind this server's earlier
         appends: a read sees every message published here before it was called."""
@@ -410,21 +452,15 @@ class RedisHistory(HistoryStore):
             mode, n = "newest", 0
         if self.redis is None:
             raise StoreUnavailable("the history store is closed")
-        args = [*self._topic_keys(topic), topic, mode, str(n), str(limit)]
-        args += [str(self.history_size), uuid.uuid4().hex[:16]]
-        last, epoch, recovered, entries = await self._call(_READ_SHA, _encode(args))
+        args = [*self._topic_keys(topic), topic, mode, str(n), str(max(limit, 0))]
+        args += [str(self.history_size), uuid.uuid4().hex[:16], str(max_bytes or 0)]
+        last, epoch, recovered, truncated, entries = await self._call(_READ_SHA, _encode(args))
         self.saw_epoch(text(epoch))
         messages = []
         for entry_id, fields in entries:
             values = dict(zip(fields[::2], fields[1::2], strict=True))
-            messages.append(
-                StoredMessage(topic, _offset(entry_id), int(values[b"t"]), text(values[b"f"]))
-            )
-        if not recovered:
-            # Like the embedded store: the newest history_size retained (a smaller
-            # history_size trims a stream on its next write only).
-            messages = messages[-self.history_size :]
-        return Page(messages, int(last), text(epoch), bool(recovered))
+            messages.append(Retained(_offset(entry_id), int(values[b"t"]), values[b"f"]))
+        return Page(messages, int(last), text(epoch), bool(recovered), bool(truncated))
 
     async def topics(self) -> dict[str, int]:
         try:

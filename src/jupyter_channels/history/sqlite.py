@@ -5,6 +5,12 @@ each topic, read at ``open``) and made durable by a single writer thread that
 commits every message queued since its last commit in one transaction. A
 failed commit fails that batch and everything queued behind it and rewinds the
 numbering, so offsets stay gapless and are never reused.
+
+Reads run on their own threads and connections, each in one read transaction:
+WAL lets them read the last commit while the writer writes, so a big read
+never holds up publishing, and a page never holds part of a batch. A
+``":memory:"`` database lives in one connection, so there reads wait for the
+writer's thread.
 """
 
 from __future__ import annotations
@@ -12,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .base import Draft, HistoryStore, Page, StoredMessage, StoreUnavailable
+from .base import Draft, HistoryStore, Page, Retained, StoredMessage, StoreUnavailable, within
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,11 @@ CREATE TABLE IF NOT EXISTS messages (
 ) WITHOUT ROWID;
 """
 
+#: Reads that may run at once, each on its own connection.
+READERS = 2
+
+_COLUMNS = "offset, ts, CAST(frame AS BLOB)"
+
 
 class SqliteHistory(HistoryStore):
     """History in one SQLite file (``":memory:"`` for a store that ends with the process)."""
@@ -47,6 +60,9 @@ class SqliteHistory(HistoryStore):
         self._flusher: asyncio.Task[None] | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="channels-history")
         self._db: sqlite3.Connection | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._reader_db = threading.local()
+        self._reader_dbs: list[sqlite3.Connection] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -71,11 +87,17 @@ class SqliteHistory(HistoryStore):
         self._committed = dict(db.execute("SELECT topic, last FROM topics").fetchall())
         self._last = dict(self._committed)
         self._db = db
+        if self.path != ":memory:":
+            self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="channels-history-read")
 
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
         db, self._db = self._db, None
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+        for reader in self._reader_dbs:
+            reader.close()
         if db is not None:
             await asyncio.get_running_loop().run_in_executor(self._writer, db.close)
         self._writer.shutdown(wait=True)
@@ -169,49 +191,94 @@ class SqliteHistory(HistoryStore):
         since: int | None = None,
         before: int | None = None,
         limit: int = 50,
+        max_bytes: int | None = None,
     ) -> Page:
         loop = asyncio.get_running_loop()
+        executor = self._writer if self._readers is None else self._readers
         try:
-            return await loop.run_in_executor(self._writer, self._read, topic, since, before, limit)
+            return await loop.run_in_executor(
+                executor, self._read, topic, since, before, limit, max_bytes
+            )
         except (sqlite3.Error, RuntimeError) as e:
             raise StoreUnavailable(f"history store read failed: {e}") from e
 
-    def _read(self, topic: str, since: int | None, before: int | None, limit: int) -> Page:
-        db = self._db
-        if db is None:
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection (the writer's for ``":memory:"``)."""
+        if self._db is None:
             raise RuntimeError("the history store is closed")
+        if self._readers is None:
+            return self._db
+        db: sqlite3.Connection | None = getattr(self._reader_db, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA query_only=ON")
+            self._reader_db.db = db
+            self._reader_dbs.append(db)
+        return db
+
+    def _read(
+        self, topic: str, since: int | None, before: int | None, limit: int, max_bytes: int | None
+    ) -> Page:
+        db = self._reader()
+        # One transaction: the page and the topic's offset come from the same commit.
+        db.execute("BEGIN")
+        try:
+            return self._page(db, topic, since, before, limit, max_bytes)
+        finally:
+            db.execute("COMMIT")
+
+    def _page(
+        self,
+        db: sqlite3.Connection,
+        topic: str,
+        since: int | None,
+        before: int | None,
+        limit: int,
+        max_bytes: int | None,
+    ) -> Page:
         row = db.execute("SELECT last FROM topics WHERE topic = ?", (topic,)).fetchone()
         last = row[0] if row else 0
-        recovered = True
         if since is not None:
             first = db.execute(
                 "SELECT MIN(offset) FROM messages WHERE topic = ?", (topic,)
             ).fetchone()[0]
             recovered = since == last or (since < last and first is not None and first <= since + 1)
             if recovered:
-                query = "SELECT * FROM messages WHERE topic = ? AND offset > ? ORDER BY offset"
-                rows = db.execute(query, (topic, since)).fetchall()
-            else:
-                rows = self._newest(db, topic, last + 1, self.history_size)
-        else:
-            # Clamped: no offset is above ``last``, and SQLite integers stop at 2**63 - 1.
-            end = last + 1 if before is None else min(before, last + 1)
-            rows = self._newest(db, topic, end, limit)
-        messages = [StoredMessage(t, o, ts, frame) for t, o, ts, frame in rows]
-        return Page(messages, last, self.epoch, recovered)
+                query = f"SELECT {_COLUMNS} FROM messages WHERE topic = ? AND offset > ?"
+                rows = db.execute(query + " ORDER BY offset LIMIT ?", (topic, since, limit))
+                messages, _ = within(_retained(rows), max_bytes)
+                truncated = (messages[-1].offset if messages else since) < last
+                return Page(messages, last, self.epoch, True, truncated)
+            limit = min(limit, self.history_size)
+            newest, truncated = self._newest(db, topic, last + 1, limit, max_bytes)
+            # Asked for everything after ``since``: older retained ones left out count too.
+            truncated = truncated or bool(newest and newest[0].offset > first)
+            return Page(newest, last, self.epoch, False, truncated)
+        # Clamped: no offset is above ``last``, and SQLite integers stop at 2**63 - 1.
+        end = last + 1 if before is None else min(before, last + 1)
+        newest, truncated = self._newest(db, topic, end, limit, max_bytes)
+        return Page(newest, last, self.epoch, True, truncated)
 
     @staticmethod
     def _newest(
-        db: sqlite3.Connection, topic: str, before: int, limit: int
-    ) -> list[tuple[str, int, int, str]]:
+        db: sqlite3.Connection, topic: str, before: int, limit: int, max_bytes: int | None
+    ) -> tuple[list[Retained], bool]:
         if limit <= 0:
-            return []
+            return [], False
         rows = db.execute(
-            "SELECT * FROM messages WHERE topic = ? AND offset < ? ORDER BY offset DESC LIMIT ?",
+            f"SELECT {_COLUMNS} FROM messages WHERE topic = ? AND offset < ?"
+            " ORDER BY offset DESC LIMIT ?",
             (topic, before, limit),
-        ).fetchall()
-        rows.reverse()
-        return rows
+        )
+        messages, truncated = within(_retained(rows), max_bytes)
+        messages.reverse()
+        return messages, truncated
 
     async def topics(self) -> dict[str, int]:
         return dict(self._committed)
+
+
+def _retained(rows: sqlite3.Cursor) -> Iterator[Retained]:
+    """Rows as they are fetched: a page that is full stops reading them."""
+    for offset, ts, frame in rows:
+        yield Retained(offset, ts, frame)

@@ -19,7 +19,7 @@ from ..message import Message
 from ..presence import State, diff, make_meta
 from ..protocol import Frame, encode_event, ws_text_frame
 from .base import HookError, HubBase, TopicState
-from .reads import join_reply
+from .reads import join_page, join_reply
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,12 @@ class Membership(HubBase):
         if existing is not None:
             # Already joined: answer like a join (with history) without running the hook again.
             try:
-                page = await self.broker.read(topic, since=frame.since, limit=frame.history)
+                page = await join_page(self.broker, self.limits, frame)
             except StoreUnavailable as e:
                 self._fail(client, ErrorCode.UNAVAILABLE, str(e), frame.ref, topic)
                 return
             if frame.ref is not None:
-                client.send_text(join_reply(topic, frame.ref, page))
+                client.send(join_reply(topic, frame.ref, page))
             # presence_state follows every join (the client may have lost its copy).
             if existing.presence:
                 members = self.presence_state(topic)
@@ -72,7 +72,7 @@ class Membership(HubBase):
         try:
             if state.subscribed is not None:
                 await state.subscribed
-            page = await self.broker.read(topic, since=frame.since, limit=frame.history)
+            page = await join_page(self.broker, self.limits, frame)
             await self._hook(
                 channel.handle_joined,
                 client,
@@ -97,7 +97,7 @@ class Membership(HubBase):
             return
 
         if frame.ref is not None:
-            client.send_text(join_reply(topic, frame.ref, page))
+            client.send(join_reply(topic, frame.ref, page))
         sub.last_offset = page.offset
         held, sub.pending = sub.pending or [], None
         for offset, data in held:

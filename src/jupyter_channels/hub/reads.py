@@ -4,21 +4,63 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..brokers.base import Broker
 from ..connection import Client
-from ..constants import ErrorCode, Status
+from ..constants import MAX_HISTORY_LIMIT, ErrorCode, Status
 from ..history.base import Page, StoreUnavailable
-from ..protocol import Frame, Ref, dumps, encode_reply
-from .base import HubBase
+from ..protocol import (
+    REPLY_TAIL,
+    Frame,
+    Ref,
+    WsFrame,
+    dumps,
+    reply_head,
+    ws_text_frame_of,
+)
+from .base import HubBase, Limits
 
 
-def join_reply(topic: str, ref: Ref, page: Page) -> str:
+def reply_budget(limits: Limits) -> int:
+    """Bytes of messages one reply may hold: well under ``max_queued_bytes``, so a reply
+    leaves room for live traffic and never closes its connection as a slow consumer."""
+    return limits.max_queued_bytes // 4
+
+
+async def join_page(broker: Broker, limits: Limits, frame: Frame) -> Page:
+    """The page a join replies with: the oldest after ``since``, else the newest ``history``."""
+    topic = frame.topic
+    assert topic is not None  # decode() guarantees it for join
+    limit = frame.history if frame.since is None else MAX_HISTORY_LIMIT
+    return await broker.read(topic, since=frame.since, limit=limit, max_bytes=reply_budget(limits))
+
+
+def message_parts(page: Page) -> list[bytes]:
+    """The page's frames, comma separated, as the store read them (never joined into a copy)."""
+    parts: list[bytes] = []
+    for message in page.messages:
+        if parts:
+            parts.append(b",")
+        parts.append(message.frame)
+    return parts
+
+
+def truncated_field(page: Page) -> str:
+    """``"truncated":true,`` when the page left messages out; nothing otherwise."""
+    return '"truncated":true,' if page.truncated else ""
+
+
+def _reply(topic: str, ref: Ref, fields: str, page: Page) -> WsFrame:
+    head = reply_head(topic, ref, Status.OK) + f'{{{fields}"messages":['
+    return ws_text_frame_of([head.encode(), *message_parts(page), ("]}" + REPLY_TAIL).encode()])
+
+
+def join_reply(topic: str, ref: Ref, page: Page) -> WsFrame:
     """The ok reply to a join: the topic's offset and epoch, and the page read for it."""
-    frames = ",".join(m.frame for m in page.messages)
-    response = (
-        f'{{"offset":{page.offset},"epoch":{dumps(page.epoch)},'
-        f'"recovered":{"true" if page.recovered else "false"},"messages":[{frames}]}}'
+    fields = (
+        f'"offset":{page.offset},"epoch":{dumps(page.epoch)},'
+        f'"recovered":{"true" if page.recovered else "false"},{truncated_field(page)}'
     )
-    return encode_reply(topic, ref, response, Status.OK)
+    return _reply(topic, ref, fields, page)
 
 
 class Reads(HubBase):
@@ -34,12 +76,16 @@ class Reads(HubBase):
         if frame.ref is None:
             return
         try:
-            page = await self.broker.read(topic, before=frame.before, limit=frame.limit)
+            page = await self.broker.read(
+                topic,
+                before=frame.before,
+                limit=frame.limit,
+                max_bytes=reply_budget(self.limits),
+            )
         except StoreUnavailable as e:
             self._fail(client, ErrorCode.UNAVAILABLE, str(e), frame.ref, topic)
             return
-        frames = ",".join(m.frame for m in page.messages)
-        client.send_text(encode_reply(topic, frame.ref, f'{{"messages":[{frames}]}}', Status.OK))
+        client.send(_reply(topic, frame.ref, truncated_field(page), page))
 
     async def topic_list(self) -> list[dict[str, Any]]:
         offsets = await self.broker.topics()
