@@ -12,7 +12,14 @@
 // After a dropped connection the socket reconnects with exponential backoff and
 // jitter (at most MAX_BACKOFF_MS), at once when the page becomes visible or the
 // browser comes back online, and rejoins every channel with `since` = the last
-// offset it saw; messages are deduplicated by offset. Pushes made while
+// offset it saw; messages are deduplicated by offset. A rejoin the server cannot
+// answer now (`unavailable`, `timeout`, `rate_limited`, or no reply) is tried again
+// with backoff, keeping `since`; any other error ends that channel. A join reply
+// that says `truncated` is completed before delivery (older messages with `history`
+// pages, newer ones of a rejoin by joining again from the last received). The
+// backoff starts over only once every join of a connection was answered, joins that
+// got the connection closed (4008, slow consumer) are retried one at a time, and a
+// channel whose join alone closed it MAX_JOIN_CLOSES times is given up. Pushes made while
 // disconnected wait in a bounded buffer, each with its own timeout. Every request
 // settles: the ok reply's response, or a ChannelError (an error reply, `timeout`,
 // or `unavailable` when the connection is lost or the buffer is full).
@@ -20,12 +27,14 @@
 // The protocol is docs/protocol.md; reserved names are in constants.js.
 
 import {
+  CloseCode,
   DEFAULT_HEARTBEAT_INTERVAL,
   DEFAULT_TIMEOUT_MS,
   ErrorCode,
   Event,
   MAX_BACKOFF_MS,
   MAX_BUFFERED,
+  MAX_HISTORY_LIMIT,
   PING_TEXT,
   Status,
 } from "./constants.js";
@@ -55,6 +64,8 @@ import {
 /** @typedef {Record<string, Meta[]>} Members username -> one meta per connection */
 /** @typedef {{offset: number, epoch: string | null, recovered: boolean, messages: Message[]}} JoinResponse */
 /** @typedef {"connecting" | "connected" | "reconnecting" | "offline" | "closed"} ConnectionState */
+/** @typedef {"joining" | "joined" | "rejoining" | "retrying" | "closed"} TopicState */
+/** @typedef {{reason: string, detail: string, delay: number}} RetryInfo a rejoin retried in `delay` ms */
 /** @typedef {Record<string, unknown>} Frame */
 
 /**
@@ -99,6 +110,12 @@ const OPEN = 1;
 const BASE_BACKOFF_MS = 250;
 /** Received messages each topic keeps for late joiners on the same page. */
 const KEPT_MESSAGES = 1000;
+/** Error codes of a rejoin that may work later: the store or broker is down, or slow. */
+export const RETRIED = new Set(
+  /** @type {string[]} */ ([ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT, ErrorCode.RATE_LIMITED]),
+);
+/** Closes "slow consumer" while a topic's join was the only one waiting, before it is given up. */
+export const MAX_JOIN_CLOSES = 2;
 
 /** An error reply, a timeout (`reason` "timeout") or a lost connection ("unavailable"). */
 export class ChannelError extends Error {
@@ -181,8 +198,10 @@ export class Socket {
     this._pending = new Map();
     /** @type {string[]} refs of requests waiting for a connection, oldest first */
     this._buffer = [];
-    /** @type {Map<string, (reply: Frame) => void>} join replies, by ref */
+    /** @type {Map<string, {topic: Topic, timer: unknown}>} joins waiting for their reply, by ref */
     this._joins = new Map();
+    /** @type {Topic[]} joins that got a connection closed: sent one at a time, after the others */
+    this._suspects = [];
     /** @type {Map<string, Topic>} */
     this._topics = new Map();
     /** @type {Set<(state: ConnectionState) => void>} */
@@ -268,22 +287,30 @@ export class Socket {
     ws.onmessage = (event) => {
       if (ws === this._ws && typeof event.data === "string") this._receive(event.data);
     };
-    ws.onerror = () => {};
-    ws.onclose = () => {
-      if (ws === this._ws) this._lost("closed");
+    // Node's WebSocket reports a refused connection with an error event and no close.
+    ws.onerror = () => {
+      if (ws === this._ws && ws.readyState !== OPEN) this._lost("could not connect");
+    };
+    ws.onclose = (event) => {
+      if (ws === this._ws) this._lost(`closed (${event?.code ?? "no code"})`, event?.code);
     };
   }
 
   /** @param {WebSocketLike} ws */
   _opened(ws) {
     if (ws !== this._ws) return;
-    this._attempt = 0;
     this._setState("connected");
     // Joins first: the server handles a connection's frames in order, so buffered
     // pushes reach topics that are joined again.
-    for (const topic of this._topics.values()) {
-      if (topic.wanted) this._sendJoin(topic);
+    const wanted = [...this._topics.values()].filter((topic) => topic.wanted);
+    for (const topic of wanted) {
+      if (topic.joinCloses === 0) this._sendJoin(topic);
     }
+    this._suspects = wanted
+      .filter((topic) => topic.joinCloses > 0)
+      .sort((a, b) => a.joinCloses - b.joinCloses);
+    this._sendSuspect();
+    this._settled();
     for (const ref of this._buffer.splice(0)) {
       const pending = this._pending.get(ref);
       if (pending) {
@@ -294,25 +321,73 @@ export class Socket {
     this._startHeartbeat(ws);
   }
 
-  /** @param {string} why */
-  _lost(why) {
+  /**
+   * @param {string} why
+   * @param {number} [code] the close code
+   */
+  _lost(why, code) {
     const ws = this._ws;
     this._ws = null;
     if (ws) detach(ws);
     this._stopHeartbeat();
+    const waiting = [...this._joins.values()];
+    for (const { timer } of waiting) this._clock.clearTimeout(timer);
     this._joins.clear();
-    for (const topic of this._topics.values()) topic.joined = false;
+    this._suspects = [];
+    if (code === CloseCode.SLOW_CONSUMER) this._joinsClosed(waiting.map(({ topic }) => topic));
+    for (const topic of this._topics.values()) topic._disconnected();
     this._failPending(false, `connection lost (${why})`);
     if (this._closed) return;
     this._setState(this._env.online() ? "reconnecting" : "offline");
-    const delay = Math.min(this.maxBackoff, BASE_BACKOFF_MS * 2 ** this._attempt);
+    const delay = this._backoff(this._attempt);
     this._attempt += 1;
     this._clock.clearTimeout(this._reconnectTimer);
-    // Jitter: between half and all of the delay, so pages do not come back in lockstep.
-    this._reconnectTimer = this._clock.setTimeout(
-      () => this._open(),
-      delay * (0.5 + this._random() / 2),
-    );
+    this._reconnectTimer = this._clock.setTimeout(() => this._open(), delay);
+  }
+
+  /**
+   * The wait before try `attempt` (from 0): doubling, capped, and jittered between half
+   * and all of it, so pages do not come back in lockstep.
+   * @param {number} attempt
+   */
+  _backoff(attempt) {
+    return Math.min(this.maxBackoff, BASE_BACKOFF_MS * 2 ** attempt) * (0.5 + this._random() / 2);
+  }
+
+  /**
+   * The connection was closed as a slow consumer while these joins waited for their
+   * reply: one of them is likely too big to receive. Each is retried alone from now on;
+   * one whose join was the only one waiting MAX_JOIN_CLOSES times is given up.
+   * @param {Topic[]} topics
+   */
+  _joinsClosed(topics) {
+    for (const topic of topics) {
+      topic.joinCloses += 1;
+      if (topics.length === 1) topic.aloneCloses += 1;
+      if (topic.aloneCloses >= MAX_JOIN_CLOSES) {
+        topic._failed(
+          new ChannelError(
+            ErrorCode.UNAVAILABLE,
+            `its join got the connection closed (slow consumer) ${topic.aloneCloses} times`,
+          ),
+        );
+      }
+    }
+  }
+
+  /** Join the next suspect topic once no other suspect's join is waiting. */
+  _sendSuspect() {
+    for (const { topic } of this._joins.values()) {
+      if (topic.joinCloses > 0) return;
+    }
+    const next = this._suspects.shift();
+    if (next?.wanted) this._sendJoin(next);
+    else if (next) this._sendSuspect();
+  }
+
+  /** Every join of this connection was answered: it is healthy, the backoff starts over. */
+  _settled() {
+    if (this._joins.size === 0 && this._suspects.length === 0) this._attempt = 0;
   }
 
   /** @param {"online" | "offline" | "visible"} what */
@@ -389,10 +464,8 @@ export class Socket {
     switch (frame.event) {
       case Event.REPLY: {
         const ref = String(frame.ref);
-        const join = this._joins.get(ref);
-        if (join) {
-          this._joins.delete(ref);
-          join(frame);
+        if (this._joins.has(ref)) {
+          this._joinAnswered(ref, frame);
           return;
         }
         const pending = this._pending.get(ref);
@@ -417,8 +490,34 @@ export class Socket {
     const ws = this._ws;
     if (!ws || !this.connected) return;
     const ref = String(this._nextRef++);
-    this._joins.set(ref, (reply) => topic._onJoinReply(reply));
+    // A rejoin without a reply is retried like one answered `timeout`; a first join's
+    // caller has its own timeout (and a late reply still joins).
+    const timer =
+      topic.epoch === null
+        ? null
+        : this._clock.setTimeout(() => {
+            const detail = `no join reply within ${this.timeout / 1000} s`;
+            this._joinAnswered(ref, {
+              payload: { status: Status.ERROR, response: { reason: ErrorCode.TIMEOUT, detail } },
+            });
+          }, this.timeout);
+    this._joins.set(ref, { topic, timer });
+    topic.state = topic.epoch === null ? "joining" : "rejoining";
     ws.send(JSON.stringify({ event: Event.JOIN, topic: topic.name, ref, ...topic.joinFields() }));
+  }
+
+  /**
+   * @param {string} ref
+   * @param {Frame} reply
+   */
+  _joinAnswered(ref, reply) {
+    const join = this._joins.get(ref);
+    if (!join) return;
+    this._joins.delete(ref);
+    this._clock.clearTimeout(join.timer);
+    join.topic._onJoinReply(reply);
+    this._sendSuspect();
+    this._settled();
   }
 
   /**
@@ -513,6 +612,18 @@ class Topic {
     this.recovered = true;
     /** Whether the server has this connection in the topic (a join reply came, ok). */
     this.joined = false;
+    /** @type {TopicState} */
+    this.state = "joining";
+    /** Connections closed as slow consumers while this topic's join waited. */
+    this.joinCloses = 0;
+    /** ... while it was the only join waiting: past MAX_JOIN_CLOSES the topic is given up. */
+    this.aloneCloses = 0;
+    /** Rejoins that failed in a row and were retried. */
+    this._retries = 0;
+    /** @type {unknown} */
+    this._retryTimer = null;
+    /** @type {Message[] | null} live messages held while a truncated reply is completed */
+    this._held = null;
     /** Whether a handle wants to be in the topic: (re)joined on every connect. */
     this.wanted = false;
     /** The `history` of the first join, used until one join succeeded. */
@@ -581,12 +692,116 @@ class Topic {
     if (!this.wanted) return; // left while the join was on its way
     if (payload.status !== Status.OK) {
       const error = new ChannelError(response.reason ?? "error", response.detail ?? "");
-      this.wanted = false;
-      this.socket._forget(this);
-      for (const waiter of this._waiters.splice(0)) waiter.reject(error);
-      this._ended(error.detail || error.reason);
+      // Only a rejoin is retried: a first join's caller hears of the error and decides.
+      if (this.epoch !== null && RETRIED.has(error.reason)) {
+        this._retry(error, typeof response.retry_after === "number" ? response.retry_after : null);
+      } else {
+        this._failed(error);
+      }
       return;
     }
+    if (response.truncated && (this.epoch === null || response.epoch === this.epoch)) {
+      const ws = this.socket._ws;
+      const current = () => this.socket._ws === ws && this.wanted;
+      this._held = [];
+      this._complete(response).then(
+        (full) => (current() ? this._accept(full) : (this._held = null)),
+        () => (current() ? this._accept({ ...response, recovered: false }) : (this._held = null)),
+      );
+      return;
+    }
+    this._accept(response);
+  }
+
+  /**
+   * A truncated join reply with what it left out. After `since` the reply holds the
+   * oldest missed messages: the newer ones are asked for by joining again from the last
+   * one received (`recovered` stays true only if the pages meet). Otherwise it holds
+   * the newest: older ones are read with `history` pages, up to the `history` asked for.
+   * @param {any} response
+   * @returns {Promise<any>}
+   */
+  async _complete(response) {
+    /** @type {Message[]} */
+    let messages = [...(response.messages ?? [])];
+    const since = this.epoch !== null ? this.lastOffset : this.since;
+    if (since === null) {
+      while (messages.length > 0 && messages.length < this.history) {
+        const first = messages[0].offset;
+        if (typeof first !== "number" || first <= 1) break;
+        const limit = Math.min(this.history - messages.length, MAX_HISTORY_LIMIT);
+        const payload = { before: first, limit };
+        const older = await this._request({ event: Event.HISTORY, payload });
+        if (!older.messages?.length) break;
+        messages = [...older.messages, ...messages];
+      }
+      return { ...response, messages };
+    }
+    let last = response;
+    let gapless = true;
+    while (last.truncated && last.recovered !== false && messages.length > 0) {
+      const reached = messages[messages.length - 1].offset;
+      if (typeof reached !== "number") break;
+      last = await this._request({ event: Event.JOIN, payload: this.params, since: reached });
+      const page = last.messages ?? [];
+      if (!page.length || page[0].offset !== reached + 1) {
+        gapless = false; // retention moved past them while we read
+        break;
+      }
+      messages = [...messages, ...page];
+    }
+    return { ...last, messages, recovered: last.recovered !== false && gapless };
+  }
+
+  /** @param {Frame} frame */
+  _request(frame) {
+    return this.socket.request({ ...frame, topic: this.name }, { buffer: false });
+  }
+
+  /**
+   * Try the rejoin again after `retryAfter` ms (the server's word) or the backoff.
+   * @param {ChannelError} error
+   * @param {number | null} retryAfter
+   */
+  _retry(error, retryAfter) {
+    const delay = retryAfter ?? this.socket._backoff(this._retries);
+    this._retries += 1;
+    this.state = "retrying";
+    const info = { reason: error.reason, detail: error.detail, delay };
+    for (const handle of [...this.handles]) handle._emitRetry(info);
+    this.socket._clock.clearTimeout(this._retryTimer);
+    this._retryTimer = this.socket._clock.setTimeout(() => {
+      this._retryTimer = null;
+      if (this.wanted && !this.joined) this.socket._sendJoin(this);
+    }, delay);
+  }
+
+  /** The connection is gone: not joined until the rejoin on the next one. */
+  _disconnected() {
+    this.joined = false;
+    this._held = null;
+    this.socket._clock.clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    if (this.wanted && this.epoch !== null) this.state = "rejoining";
+  }
+
+  /**
+   * The join cannot succeed: end the subscription and tell whoever waits or listens.
+   * @param {ChannelError} error
+   */
+  _failed(error) {
+    this.wanted = false;
+    this.socket._forget(this);
+    for (const waiter of this._waiters.splice(0)) waiter.reject(error);
+    this._ended(error.detail || error.reason);
+  }
+
+  /** @param {any} response an ok join reply's, complete */
+  _accept(response) {
+    const held = this._held ?? [];
+    this._held = null;
+    this.state = "joined";
+    this._retries = this.joinCloses = this.aloneCloses = 0;
     const rejoin = this.epoch !== null;
     const reset = rejoin && response.epoch !== this.epoch;
     if (reset) {
@@ -606,6 +821,7 @@ class Topic {
       for (const message of fresh) this._emit(message);
     }
     for (const waiter of this._waiters.splice(0)) waiter.resolve(this._answer(waiter.options));
+    for (const message of held) this._receive(message);
   }
 
   /**
@@ -632,7 +848,8 @@ class Topic {
   _receive(frame) {
     switch (frame.event) {
       case Event.MESSAGE:
-        if (this.joined && this._keep(frame)) this._emit(frame);
+        if (this._held) this._held.push(frame);
+        else if (this.joined && this._keep(frame)) this._emit(frame);
         return;
       case Event.PRESENCE_STATE:
         this.members = {};
@@ -657,6 +874,8 @@ class Topic {
   /** @param {string} reason */
   _ended(reason) {
     this.joined = false;
+    this.state = "closed";
+    this.socket._clock.clearTimeout(this._retryTimer);
     for (const waiter of this._waiters.splice(0)) {
       waiter.reject(new ChannelError(ErrorCode.UNAVAILABLE, reason));
     }
@@ -673,6 +892,8 @@ class Topic {
     if (this.handles.size > 0 || !this.wanted) return;
     this.wanted = false;
     this.joined = false;
+    this.state = "closed";
+    this.socket._clock.clearTimeout(this._retryTimer);
     this.socket._forget(this);
     if (this.socket.connected) {
       await this.socket.request({ event: Event.LEAVE, topic: this.name }, { timeout, buffer: false });
@@ -720,6 +941,8 @@ export class Channel {
     this._joinListeners = new Set();
     /** @type {Set<(reason: string) => void>} */
     this._closeListeners = new Set();
+    /** @type {Set<(info: RetryInfo) => void>} */
+    this._retryListeners = new Set();
     this._left = false;
   }
 
@@ -741,6 +964,15 @@ export class Channel {
   /** Whether the topic is joined now (false while reconnecting). */
   get joined() {
     return this._topic.joined && this.socketConnected;
+  }
+
+  /**
+   * `joining`, `joined`, `rejoining` (after a reconnect), `retrying` (the server could
+   * not answer the rejoin: tried again with backoff) or `closed`.
+   * @returns {TopicState}
+   */
+  get state() {
+    return this._topic.state;
   }
 
   get socketConnected() {
@@ -860,6 +1092,17 @@ export class Channel {
   }
 
   /**
+   * Call `callback({reason, detail, delay})` when a rejoin failed with an error that may
+   * pass (`unavailable`, `timeout`, `rate_limited`) and is tried again in `delay` ms.
+   * @param {(info: RetryInfo) => void} callback
+   * @returns {() => void}
+   */
+  onRetry(callback) {
+    this._retryListeners.add(callback);
+    return () => this._retryListeners.delete(callback);
+  }
+
+  /**
    * Leave: the topic is left on the server once no handle of this page holds it.
    * @param {{timeout?: number}} [options]
    */
@@ -875,6 +1118,12 @@ export class Channel {
     this._presenceListeners.clear();
     this._joinListeners.clear();
     this._closeListeners.clear();
+    this._retryListeners.clear();
+  }
+
+  /** @param {RetryInfo} info */
+  _emitRetry(info) {
+    for (const callback of [...this._retryListeners]) guard(() => callback(info));
   }
 
   /** @param {Message} message */

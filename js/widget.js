@@ -19,6 +19,8 @@ import { DEFAULT_HISTORY_LIMIT, DEFAULT_TIMEOUT_MS, Subject, WS_PATH } from "./c
 /** @typedef {import("@anywidget/types").AnyModel<Model>} AnyModel */
 /** @typedef {{url: string, token: string}} Endpoint */
 
+/** How a notice about a rejoin being retried starts (it goes once the topic is joined). */
+const RETRY_NOTICE = "cannot rejoin";
 /** Messages shown when a topic is joined. */
 export const HISTORY_ON_JOIN = DEFAULT_HISTORY_LIMIT;
 /** The feed keeps at most this many messages on the page. */
@@ -29,13 +31,16 @@ const MAX_TEXT = 20_000;
 const MAX_OUTPUTS = 20;
 const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 
-/** The state line's words for the socket's states. */
+/** The state line's words for the socket's states, and the topic's while it is not joined. */
 const STATE_LABELS = {
   connecting: "connecting",
   connected: "connected",
   reconnecting: "reconnecting",
   offline: "offline",
   closed: "closed",
+  joining: "joining",
+  rejoining: "rejoining",
+  retrying: "retrying",
 };
 
 /**
@@ -198,6 +203,12 @@ class Room {
         this.feed = [];
         for (const view of this.views) view.reset();
       }
+      if (this.notice.startsWith(RETRY_NOTICE)) this.notice = "";
+      this._update();
+    });
+    channel.onRetry(({ detail, reason }) => {
+      this.notice = `${RETRY_NOTICE} ${topic}: ${detail || reason}; trying again`;
+      this._update();
     });
     channel.onClose((reason) => {
       this.notice = `left ${topic}: ${reason}`;
@@ -252,6 +263,15 @@ class Room {
 
   _update() {
     for (const view of this.views) view.update();
+  }
+
+  /** The socket's state, or once it is connected, the topic's until it is joined. */
+  shownState() {
+    const topic = this.channel?.state;
+    if (this.state !== "connected" || !topic || topic === "joined" || topic === "closed") {
+      return this.state;
+    }
+    return topic;
   }
 
   dispose() {
@@ -530,9 +550,9 @@ function mount(room, el) {
     update() {
       topic.textContent = room.topic;
       topic.title = room.topic;
-      const label = STATE_LABELS[/** @type {keyof typeof STATE_LABELS} */ (room.state)] ?? room.state;
-      stateText.textContent = label;
-      root.dataset.state = room.state;
+      const shown = room.shownState();
+      stateText.textContent = STATE_LABELS[/** @type {keyof typeof STATE_LABELS} */ (shown)] ?? shown;
+      root.dataset.state = shown;
       renderPresence(avatars, count, room.members);
       notice.textContent = room.notice;
       notice.hidden = !room.notice;

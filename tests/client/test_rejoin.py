@@ -6,7 +6,10 @@ with no action by its user."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import threading
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -16,7 +19,7 @@ from jupyter_channels import Channel
 
 from ..channels_fixture import CHANNELS
 from ..redis_support import RedisServer
-from ..support import SpawnedServer, await_until, spawn, wait_until
+from ..support import REPO_ROOT, SpawnedServer, await_until, spawn, stop_process, wait_until
 
 TOPIC = "chat:retried"
 
@@ -79,6 +82,63 @@ def test_a_rejoin_answered_unavailable_is_retried_until_the_topic_is_joined_agai
         wait_until(lambda: received == [1, 2])
         assert room.joined
         assert room.recovered
+
+
+class JsSubscriber:
+    """``js/client.js`` running in Node (``js_subscriber.mjs``), joined to ``topic``;
+    ``events`` holds what it printed, one dict per line."""
+
+    script = Path(__file__).with_name("js_subscriber.mjs")
+
+    def __init__(self, server: SpawnedServer, topic: str) -> None:
+        self.events: list[dict] = []
+        self.proc = subprocess.Popen(
+            ["node", "--experimental-websocket", self.script, server.ws_url, server.token, topic],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        threading.Thread(target=self._read, name="node", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.events.append(json.loads(line))
+
+    def states(self) -> list[str]:
+        return [e["state"] for e in self.events if "state" in e]
+
+    def offsets(self) -> list[int]:
+        return [e["message"] for e in self.events if "message" in e]
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def test_the_js_client_retries_a_rejoin_answered_unavailable_until_it_is_joined_again(servers):
+    redis, first, again = servers
+    subscriber = JsSubscriber(first, TOPIC)
+    try:
+        wait_until(lambda: subscriber.states() == ["joined"], timeout=30)
+        assert post(first, {"n": 1}) == 1
+        wait_until(lambda: subscriber.offsets() == [1])
+
+        redis.stop()
+        first.stop()
+        starting = start_in_background(again)
+        wait_until(lambda: "retrying" in subscriber.states(), timeout=60)
+        # Still subscribed, on a connection that is up: nothing was dropped.
+        assert subscriber.events[-1] == {"state": "retrying", "reason": "unavailable"}
+        assert [e["socket"] for e in subscriber.events if "socket" in e][-1] == "connected"
+
+        redis.start()
+        starting.join(60)
+        wait_until(lambda: subscriber.states()[-1] == "joined", timeout=30)
+        assert post(again, {"n": 2}) == 2
+        wait_until(lambda: subscriber.offsets() == [1, 2])
+        assert "closed" not in subscriber.states()
+    finally:
+        subscriber.stop()
 
 
 class SlowOnFirstRejoin(Channel):
