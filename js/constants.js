@@ -48,6 +48,8 @@ export const CloseCode = Object.freeze({
   MESSAGE_TOO_BIG: 1009,
   IDLE_TIMEOUT: 4000,
   SLOW_CONSUMER: 4008,
+  /** The user already has max_connections_per_user connections open. */
+  TOO_MANY_CONNECTIONS: 4029,
 });
 
 /** Who is on the other end of a connection. */

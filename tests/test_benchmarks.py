@@ -54,3 +54,16 @@ def test_the_fanout_benchmark_runs_every_scenario_against_both_servers():
         assert row in out, out
     assert "INVALID" not in out
     assert "published/s" in out  # the kernel scenario ran too
+
+
+def test_the_join_payloads_benchmark_runs_and_reports_both_scenarios():
+    import json
+
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "join_payloads.py"), "--connections", "1",
+         "--topics", "2", "--payload", "100000", "--per-user", "3"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    figures = json.loads(result.stdout.splitlines()[-1])
+    assert figures["payloads"]["joins_refused"] == 2  # over the 64 KiB default
+    assert figures["per_user"]["connections_open"] == 3

@@ -392,3 +392,43 @@ async def test_presence_drops_a_client_once_it_leaves(rest, channels_ws):
 
 async def test_presence_of_an_empty_topic_is_an_empty_object(rest):
     assert await rest("GET", "topics", "chat:nobody", "presence") == (200, {})
+
+
+# -- bad arguments and bad credentials ----------------------------------------------------------
+
+
+async def _fetch(http_server_client, url: str, **kwargs: Any) -> tuple[int, Any]:
+    response = await http_server_client.fetch(url, raise_error=False, **kwargs)
+    return response.code, json.loads(response.body)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5", "²", "١٢"])
+async def test_a_bad_integer_argument_is_answered_400_and_no_log_line_holds_the_token(
+    http_server_client, jp_base_url, channels_app, caplog, value
+):
+    token = channels_app.kernel_token
+    url = f"{jp_base_url}api/channels/topics/chat%3Alobby/messages?limit={quote(value)}"
+
+    with caplog.at_level("DEBUG"):
+        code, body = await _fetch(http_server_client, f"{url}&token={token}")
+
+    assert code == 400
+    assert body == {"reason": "invalid_message", "detail": "'limit' must be a non-negative integer"}
+    assert token not in caplog.text
+
+
+async def test_a_post_with_a_wrong_token_is_refused_403_unauthorized(
+    http_server_client, jp_base_url
+):
+    code, body = await _fetch(
+        http_server_client,
+        f"{jp_base_url}api/channels/topics/chat%3Alobby/messages",
+        method="POST",
+        body=json.dumps({"subject": "text", "payload": {}}),
+        headers={"Authorization": "token not-the-token"},
+    )
+
+    assert code == 403
+    assert body["reason"] == "unauthorized"
+    assert "xsrf" not in body["detail"].lower()
+    assert "not authenticated" in body["detail"]

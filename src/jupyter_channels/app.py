@@ -19,8 +19,11 @@ from .constants import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_HISTORY_SIZE,
     DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS_PER_USER,
+    DEFAULT_MAX_JOIN_PAYLOAD_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_QUEUED_BYTES,
+    DEFAULT_MAX_STORED_TOPICS,
     DEFAULT_MAX_TOPICS,
     DEFAULT_RATE_BURST,
     DEFAULT_RATE_LIMIT,
@@ -77,6 +80,21 @@ class ChannelsApp(ExtensionApp):
     max_message_size = Int(
         DEFAULT_MAX_MESSAGE_SIZE,
         help="Largest inbound frame in bytes (too_large); 4x closes the connection (1009).",
+    ).tag(config=True)
+    max_join_payload_size = Int(
+        DEFAULT_MAX_JOIN_PAYLOAD_SIZE,
+        help="Largest join payload in bytes, kept for as long as the subscription (too_large).",
+    ).tag(config=True)
+    max_topics = Int(
+        DEFAULT_MAX_STORED_TOPICS,
+        help="Distinct topics with stored history; a message to one more: too_many_topics.",
+    ).tag(config=True)
+    max_connections_per_user = Int(
+        DEFAULT_MAX_CONNECTIONS_PER_USER,
+        help=(
+            "Open WebSocket connections per username; the next one is closed at once "
+            "(4029). Kernels using the kernel token share the username 'kernel'."
+        ),
     ).tag(config=True)
     max_topics_per_connection = Int(
         DEFAULT_MAX_TOPICS, help="Topics one connection may join (too_many_topics)."
@@ -171,6 +189,8 @@ class ChannelsApp(ExtensionApp):
             heartbeat_interval=self.heartbeat_interval,
             idle_timeout=self.idle_timeout,
             hook_timeout=self.hook_timeout,
+            max_join_payload_size=self.max_join_payload_size,
+            max_connections_per_user=self.max_connections_per_user,
         )
         self.hub = Hub(Router(), self.make_broker(), limits)
         self.build_router(self.hub)
@@ -186,11 +206,15 @@ class ChannelsApp(ExtensionApp):
         )
 
     def make_broker(self) -> Broker:
+        broker: Broker
         if not self.broker_url:
-            return LocalBroker(SqliteHistory(self.history_path, self.history_size))
-        return broker_for_url(
-            self.broker_url, history_size=self.history_size, presence_ttl=self.presence_ttl
-        )
+            broker = LocalBroker(SqliteHistory(self.history_path, self.history_size))
+        else:
+            broker = broker_for_url(
+                self.broker_url, history_size=self.history_size, presence_ttl=self.presence_ttl
+            )
+        broker.store.max_topics = self.max_topics
+        return broker
 
     def _export_env(self) -> None:
         server = self.serverapp

@@ -76,6 +76,13 @@ class RateLimiter:
             return True
         return False
 
+    def full(self) -> bool:
+        """Whether the bucket has refilled to its burst (a fresh one would be the same)."""
+        if self.rate <= 0:
+            return True
+        elapsed = self._clock() - self._last
+        return self._tokens + elapsed * self.rate >= self.burst
+
 
 @dataclass(slots=True)
 class Subscription:

@@ -63,6 +63,8 @@ class CloseCode(enum.IntEnum):
     MESSAGE_TOO_BIG = 1009
     IDLE_TIMEOUT = 4000
     SLOW_CONSUMER = 4008
+    #: The user already has ``max_connections_per_user`` connections open.
+    TOO_MANY_CONNECTIONS = 4029
 
 
 class Kind(str, enum.Enum):
@@ -105,8 +107,14 @@ DEFAULT_RATE_BURST = 200
 DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024
 DEFAULT_HEARTBEAT_INTERVAL = 30.0
 DEFAULT_IDLE_TIMEOUT = 90.0
+DEFAULT_MAX_JOIN_PAYLOAD_SIZE = 64 * 1024
+DEFAULT_MAX_CONNECTIONS_PER_USER = 200
+#: Distinct topics with history (new topics past it: too_many_topics).
+DEFAULT_MAX_STORED_TOPICS = 100_000
 DEFAULT_HISTORY_LIMIT = 50
 MAX_HISTORY_LIMIT = 500
+#: Topics in one page of ``GET topics`` (its ``limit``'s default and cap).
+MAX_TOPIC_PAGE = 1000
 #: ``message`` frames of one connection being handled at once before the server stops reading it.
 MAX_IN_FLIGHT = 64
 #: A frame this many times ``max_message_size`` or bigger closes the connection (1009).

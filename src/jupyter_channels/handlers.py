@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 import uuid
 from typing import Any, cast
+from urllib.parse import urlencode
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import ws_authenticated
@@ -29,6 +31,7 @@ from .constants import (
     AUTH_RESOURCE,
     DEFAULT_HISTORY_LIMIT,
     MAX_HISTORY_LIMIT,
+    MAX_TOPIC_PAGE,
     OVERSIZE_CLOSE_FACTOR,
     ErrorCode,
     Kind,
@@ -45,6 +48,8 @@ _HTTP_STATUS = {
     ErrorCode.UNAUTHORIZED: 403,
     ErrorCode.JOIN_REJECTED: 403,
     ErrorCode.TOO_LARGE: 413,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.TOO_MANY_TOPICS: 409,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.TIMEOUT: 504,
     ErrorCode.INTERNAL_ERROR: 500,
@@ -124,7 +129,14 @@ class _StreamTransport:
             raise TransportClosed from None
 
     def close(self, code: int, reason: str) -> None:
+        conn = self.handler.ws_connection
+        stream = conn.stream if conn is not None else None
         self.handler.close(code, reason)
+        if stream is not None and stream.writing():
+            # Bytes are still queued (a slow consumer): the close frame waits behind them
+            # and Tornado would hold them for its 5 s close handshake. Abort now, so
+            # the buffered data is freed at once; the client sees the socket end.
+            stream.close()
 
     def ping(self) -> None:
         # A closed socket is already being handled by on_close.
@@ -192,11 +204,15 @@ class ChannelsWebSocket(
             self.client.lost()
 
 
+#: ASCII digits only: ``str.isdigit`` also takes "²", which ``int`` refuses.
+_DIGITS = re.compile(r"[0-9]{1,30}")
+
 _STATUS_REASON = {
     400: ErrorCode.INVALID_MESSAGE,
     403: ErrorCode.UNAUTHORIZED,
     404: ErrorCode.UNMATCHED_TOPIC,
     413: ErrorCode.TOO_LARGE,
+    429: ErrorCode.RATE_LIMITED,
     503: ErrorCode.UNAVAILABLE,
     504: ErrorCode.TIMEOUT,
 }
@@ -229,12 +245,23 @@ class ChannelsAPIHandler(ChannelsAuthMixin, ExtensionHandlerMixin, APIHandler):
             return None
         return topic
 
+    def check_xsrf_cookie(self) -> None:
+        # A request that carries no valid credentials (a wrong token, no cookie) is told
+        # that, not what an XSRF check wants: it was never going to pass @authenticated.
+        if getattr(self, "_jupyter_current_user", "unset") is None:
+            raise web.HTTPError(403, "not authenticated: a valid token or login is required")
+        super().check_xsrf_cookie()
+
     def int_arg(self, name: str) -> int | None:
+        """A non-negative integer query argument; anything else is answered here with
+        400 ``invalid_message`` (through ``fail``, so the URI, which may hold a token,
+        never reaches Tornado's error log)."""
         raw = self.get_query_argument(name, None)
         if raw is None or raw == "":
             return None
-        if not raw.isdigit():
-            raise web.HTTPError(400, f"{name!r} must be a non-negative integer")
+        if not _DIGITS.fullmatch(raw):
+            self.fail(ErrorCode.INVALID_MESSAGE, f"{name!r} must be a non-negative integer")
+            raise web.Finish
         return int(raw)
 
 
@@ -244,11 +271,18 @@ class TopicsHandler(ChannelsAPIHandler):
     @web.authenticated
     async def get(self) -> None:
         await self.require("read")
+        after = self.get_query_argument("after", None) or None
+        limit = self.int_arg("limit")
+        limit = MAX_TOPIC_PAGE if limit is None else min(limit, MAX_TOPIC_PAGE)
         try:
-            topics = await self.hub.topic_list()
+            topics, more = await self.hub.topic_list(after=after, limit=limit)
         except StoreUnavailable as e:
             self.fail(ErrorCode.UNAVAILABLE, str(e))
             return
+        if more and topics:
+            # The list keeps its shape; the next page is a link, as GitHub's API pages.
+            query = urlencode({"after": topics[-1]["topic"], "limit": limit})
+            self.set_header("Link", f'<{self.request.path}?{query}>; rel="next"')
         self.finish(dumps(topics))
 
 
@@ -315,6 +349,9 @@ class MessagesHandler(ChannelsAPIHandler):
         subject = body.get("subject")
         if not isinstance(subject, str) or not 0 < len(subject) <= 255:
             self.fail(ErrorCode.INVALID_MESSAGE, "'subject' must be a string of 1-255 characters")
+            return
+        if not self.hub.rest_allowed(self.current_user.username):
+            self.fail(ErrorCode.RATE_LIMITED, "rate limit exceeded")
             return
         channel = self.hub.router.match(topic)
         if channel is None:

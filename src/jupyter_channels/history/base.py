@@ -7,11 +7,21 @@ import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from ..constants import DEFAULT_MAX_STORED_TOPICS, ErrorCode
 from ..protocol import encode_message
 
 
 class StoreUnavailable(Exception):
     """The store cannot take or read messages now (answered as ``unavailable``)."""
+
+    #: The error code a client is answered with.
+    code = ErrorCode.UNAVAILABLE
+
+
+class TooManyTopics(StoreUnavailable):
+    """A message to a new topic while the store holds ``max_topics`` topics."""
+
+    code = ErrorCode.TOO_MANY_TOPICS
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +104,11 @@ class HistoryStore(abc.ABC):
 
     epoch: str
     on_commit: Committed | None = None
+    #: Distinct topics the store takes; ``append`` to one more fails with TooManyTopics.
+    max_topics: int = DEFAULT_MAX_STORED_TOPICS
+
+    def refuse_new_topic(self) -> TooManyTopics:
+        return TooManyTopics(f"the server holds max_topics ({self.max_topics}) topics")
 
     def __init__(self, history_size: int) -> None:
         self.history_size = history_size

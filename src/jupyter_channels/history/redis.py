@@ -51,12 +51,17 @@ _MAX_OFFSET = 2**53
 NO_EXCLUDE = "-"
 
 # KEYS: epoch, offsets, stream. ARGV: topic, frame head, frame tail, cap, new epoch,
-# channel, exclude. Returns {offset, ts, epoch}.
+# channel, exclude, max topics. Returns {offset, ts, epoch}; offset 0: a new topic
+# refused, the store holding max topics already.
 APPEND_LUA = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   epoch = ARGV[5]
   redis.call('SET', KEYS[1], epoch)
+end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0
+    and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[8]) then
+  return {0, 0, epoch}
 end
 local offset = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 -- The counter stays ahead of the stream even if its hash alone was lost: never reuse.
@@ -392,6 +397,9 @@ class RedisHistory(HistoryStore):
             else:
                 offset, ts, epoch = result
                 self.saw_epoch(text(epoch))
+                if int(offset) == 0:
+                    call.future.set_exception(self.refuse_new_topic())
+                    continue
                 stored.append((call.draft.stored(int(offset), int(ts)), call.future))
         if self.on_commit is not None and stored:
             try:
@@ -420,6 +428,7 @@ class RedisHistory(HistoryStore):
                     *self._topic_keys(draft.topic),
                     *(draft.topic, head, tail, str(self.history_size), uuid.uuid4().hex[:16]),
                     *(self.keys.live(draft.topic), draft.exclude or NO_EXCLUDE),
+                    str(self.max_topics),
                 ]
             )
         except UnicodeEncodeError as e:

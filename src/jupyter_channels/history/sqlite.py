@@ -110,6 +110,9 @@ class SqliteHistory(HistoryStore):
         if self._db is None:
             future.set_exception(StoreUnavailable("the history store is closed"))
             return future
+        if draft.topic not in self._last and len(self._last) >= self.max_topics:
+            future.set_exception(self.refuse_new_topic())
+            return future
         offset = self._last.get(draft.topic, 0) + 1
         self._last[draft.topic] = offset
         message = draft.stored(offset, int(time.time() * 1000))

@@ -21,6 +21,8 @@ from ..connection import Client, Subscription
 from ..constants import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS_PER_USER,
+    DEFAULT_MAX_JOIN_PAYLOAD_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_QUEUED_BYTES,
     DEFAULT_MAX_TOPICS,
@@ -50,6 +52,8 @@ class Limits:
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     hook_timeout: float = 10.0
+    max_join_payload_size: int = DEFAULT_MAX_JOIN_PAYLOAD_SIZE
+    max_connections_per_user: int = DEFAULT_MAX_CONNECTIONS_PER_USER
 
 
 class HookError(Exception):
@@ -154,23 +158,59 @@ class HubBase:
         context = context or HookContext(client, topic)
         token = current_hook.set(context)
         try:
-            return await asyncio.wait_for(_call(fn, client, *args), self.limits.hook_timeout)
-        except Reject:
+            # A task, not wait_for: wait_for waits for the cancelled hook to finish, and
+            # a hook that swallows CancelledError would hold the caller past the deadline.
+            task = asyncio.ensure_future(_call(fn, client, *args))
+        finally:
+            current_hook.reset(token)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.limits.hook_timeout)
+            if not done:
+                task.cancel()
+                task.add_done_callback(_abandoned(fn, topic))
+                log.warning(
+                    "%s timed out after %s s on %s",
+                    fn.__qualname__,
+                    self.limits.hook_timeout,
+                    topic,
+                )
+                raise HookError(
+                    ErrorCode.TIMEOUT,
+                    f"the channel did not answer within {self.limits.hook_timeout} s",
+                )
+            return task.result()
+        except (Reject, HookError):
             raise
-        except asyncio.TimeoutError:
-            log.warning(
-                "%s timed out after %s s on %s", fn.__qualname__, self.limits.hook_timeout, topic
-            )
-            raise HookError(
-                ErrorCode.TIMEOUT, f"the channel did not answer within {self.limits.hook_timeout} s"
-            ) from None
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
         except StoreUnavailable as e:
-            raise HookError(ErrorCode.UNAVAILABLE, str(e)) from None
+            raise HookError(e.code, str(e)) from None
         except Exception:
             log.exception("%s failed on topic %r for %r", fn.__qualname__, topic, client)
             raise HookError(ErrorCode.INTERNAL_ERROR, "the channel failed to handle this") from None
         finally:
-            current_hook.reset(token)
             context.active = False
             if not collect:
                 context.published.clear()
+
+
+def _abandoned(fn: Callable[..., Any], topic: str) -> Callable[[asyncio.Future[Any]], None]:
+    """A done callback for a hook left behind at its deadline: say how it ended."""
+
+    def done(task: asyncio.Future[Any]) -> None:
+        if task.cancelled():
+            log.debug("%s on %s was cancelled after its timeout", fn.__qualname__, topic)
+        elif task.exception() is not None:
+            log.warning(
+                "%s on %s failed after its timeout: %r", fn.__qualname__, topic, task.exception()
+            )
+        else:
+            log.warning(
+                "%s on %s ignored its cancellation and finished after its timeout; "
+                "its result was dropped",
+                fn.__qualname__,
+                topic,
+            )
+
+    return done

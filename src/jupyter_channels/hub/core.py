@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 
 from ..brokers.base import Broker
 from ..channel import Router
@@ -23,6 +24,9 @@ from .reads import Reads
 
 log = logging.getLogger(__name__)
 
+#: REST buckets kept before the full ones are dropped.
+_MAX_REST_BUCKETS = 1024
+
 
 class Hub(Membership, Messages, Reads):
     """Every connection and topic of one server."""
@@ -32,6 +36,10 @@ class Hub(Membership, Messages, Reads):
         self._heartbeat: asyncio.Task[None] | None = None
         self._started: asyncio.Future[None] | None = None
         self._ping_frame = ws_text_frame(PING_TEXT)
+        #: Open connections by username (``max_connections_per_user``).
+        self._per_user: Counter[str] = Counter()
+        #: REST POSTs' rate limit, one bucket per username.
+        self._rest_buckets: dict[str, RateLimiter] = {}
         broker.deliver = self._deliver
         broker.presence_changed = self._remote_presence
         broker.history_lost = self._history_lost
@@ -85,7 +93,8 @@ class Hub(Membership, Messages, Reads):
         *,
         can_write: bool = True,
     ) -> Client:
-        """Register a new connection."""
+        """Register a new connection; past ``max_connections_per_user`` it is closed at once
+        (4029) and the client told why."""
         limits = self.limits
         client = Client(
             conn_id,
@@ -98,9 +107,37 @@ class Hub(Membership, Messages, Reads):
             on_gone=self._gone,
         )
         self.clients[conn_id] = client
+        username = user.username
+        self._per_user[username] += 1
+        if self._per_user[username] > limits.max_connections_per_user:
+            log.info("refusing %r: over max_connections_per_user", client)
+            client.close(
+                CloseCode.TOO_MANY_CONNECTIONS,
+                # A close reason holds 123 bytes: no username in it.
+                f"too many connections for this user "
+                f"(max_connections_per_user={limits.max_connections_per_user})",
+            )
         return client
 
+    def rest_allowed(self, username: str) -> bool:
+        """Whether a REST POST of ``username`` is within ``rate_limit`` (one bucket per user,
+        as a connection has one; a script cannot go around it by opening requests)."""
+        bucket = self._rest_buckets.get(username)
+        if bucket is None:
+            if len(self._rest_buckets) >= _MAX_REST_BUCKETS:
+                # Full buckets hold nothing a new one would not: drop them.
+                self._rest_buckets = {u: b for u, b in self._rest_buckets.items() if not b.full()}
+            limits = self.limits
+            bucket = self._rest_buckets[username] = RateLimiter(
+                limits.rate_limit, limits.rate_burst
+            )
+        return bucket.take()
+
     def _gone(self, client: Client) -> None:
+        username = client.user.username
+        self._per_user[username] -= 1
+        if self._per_user[username] <= 0:
+            del self._per_user[username]
         self._spawn(self._drop(client))
 
     # -- incoming frames ---------------------------------------------------------------------------

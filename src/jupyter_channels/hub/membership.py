@@ -17,11 +17,16 @@ from ..constants import CloseCode, ErrorCode, Event
 from ..history.base import StoreUnavailable
 from ..message import Message
 from ..presence import State, diff, make_meta
-from ..protocol import Frame, encode_event, ws_text_frame
+from ..protocol import JSON, Frame, dumps, encode_event, ws_text_frame
 from .base import HookError, HubBase, TopicState
 from .reads import join_page, join_reply
 
 log = logging.getLogger(__name__)
+
+
+def payload_size(payload: dict[str, JSON]) -> int:
+    """Bytes of a join payload as JSON (an empty one costs nothing to measure)."""
+    return len(dumps(payload).encode()) if payload else 2
 
 
 class Membership(HubBase):
@@ -32,6 +37,17 @@ class Membership(HubBase):
     async def _join(self, client: Client, frame: Frame) -> None:
         topic = frame.topic
         assert topic is not None  # decode() guarantees it for join
+        if payload_size(frame.payload) > self.limits.max_join_payload_size:
+            # Kept for as long as the subscription lives: bounded like one.
+            self._fail(
+                client,
+                ErrorCode.TOO_LARGE,
+                f"join payload is over max_join_payload_size "
+                f"({self.limits.max_join_payload_size} bytes)",
+                frame.ref,
+                topic,
+            )
+            return
         existing = client.subscriptions.get(topic)
         if existing is not None:
             # Already joined: answer like a join (with history) without running the hook again.
@@ -85,10 +101,8 @@ class Membership(HubBase):
             return
         except (HookError, StoreUnavailable) as e:
             await self._remove(client, topic, run_hook=False)
-            code, detail = (
-                (e.code, e.detail) if isinstance(e, HookError) else (ErrorCode.UNAVAILABLE, str(e))
-            )
-            self._fail(client, code, detail, frame.ref, topic)
+            detail = e.detail if isinstance(e, HookError) else str(e)
+            self._fail(client, e.code, detail, frame.ref, topic)
             return
         if client.subscriptions.get(topic) is not sub:
             # The connection dropped while handle_joined ran: it was joined, so it leaves.

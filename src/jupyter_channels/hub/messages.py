@@ -103,7 +103,7 @@ class Messages(HubBase):
             try:
                 stored = await asyncio.gather(*context.published)
             except StoreUnavailable as e:
-                raise HookError(ErrorCode.UNAVAILABLE, str(e)) from None
+                raise HookError(e.code, str(e)) from None
             finally:
                 context.published.clear()  # they hold whole messages; let them go now
             response["offset"] = stored[-1].offset

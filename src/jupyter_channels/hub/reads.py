@@ -6,7 +6,7 @@ from typing import Any
 
 from ..brokers.base import Broker
 from ..connection import Client
-from ..constants import MAX_HISTORY_LIMIT, ErrorCode, Status
+from ..constants import MAX_HISTORY_LIMIT, MAX_TOPIC_PAGE, ErrorCode, Status
 from ..history.base import Page, StoreUnavailable
 from ..protocol import (
     REPLY_TAIL,
@@ -87,11 +87,17 @@ class Reads(HubBase):
             return
         client.send(_reply(topic, frame.ref, truncated_field(page), page))
 
-    async def topic_list(self) -> list[dict[str, Any]]:
+    async def topic_list(
+        self, *, after: str | None = None, limit: int = MAX_TOPIC_PAGE
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Topics with members or history, by name, the first ``limit`` after ``after``;
+        and whether more follow."""
         offsets = await self.broker.topics()
         remote = await self.broker.remote_presence()
         names = set(offsets) | set(remote) | {t for t, s in self.topics.items() if len(s.presence)}
-        return [
+        ordered = sorted(name for name in names if after is None or name > after)
+        page = ordered[: max(limit, 0)]
+        topics = [
             {
                 "topic": name,
                 "members": len(self.topics[name].presence.usernames())
@@ -99,5 +105,6 @@ class Reads(HubBase):
                 else len(remote.get(name, {})),
                 "offset": offsets.get(name, 0),
             }
-            for name in sorted(names)
+            for name in page
         ]
+        return topics, len(ordered) > len(page)
