@@ -14,7 +14,7 @@ from tornado.web import RequestHandler
 from tornado.websocket import websocket_connect
 
 from jupyter_channels.constants import ENV_TOKEN, ENV_URL
-from jupyter_channels.handlers import handlers
+from jupyter_channels.edges.jupyter import handlers
 
 from .support import ChannelsClient
 

@@ -28,7 +28,7 @@ from .constants import (
     DEFAULT_RATE_BURST,
     DEFAULT_RATE_LIMIT,
 )
-from .handlers import handlers
+from .edges.jupyter import handlers
 from .history.sqlite import SqliteHistory
 from .hub import Hub, Limits
 from .logs import attach_logs

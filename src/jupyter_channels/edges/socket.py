@@ -1,0 +1,151 @@
+"""The WebSocket endpoint, for every host: one connection, any number of topics.
+
+A host's handler mixes :class:`SocketEdge` in front of Tornado's
+``WebSocketHandler`` and provides ``hub``, ``kind``, ``current_user`` and
+``authorize(action)``; authentication happens before ``get`` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from functools import wraps
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from tornado import web, websocket
+from tornado.iostream import StreamClosedError
+
+from ..connection import Client, TransportClosed
+from ..constants import OVERSIZE_CLOSE_FACTOR, Kind
+
+if TYPE_CHECKING:
+    from ..connection import Identity
+    from ..hub import Hub
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def socket_authenticated(method: F) -> F:
+    """Refuse the handshake (403) of a request no host authenticated; never a redirect."""
+
+    @wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.current_user is None:
+            log.warning("refused an unauthenticated WebSocket connection")
+            raise web.HTTPError(403)
+        return method(self, *args, **kwargs)
+
+    # What Jupyter's own ws_authenticated sets: the server checks every handler has it.
+    setattr(wrapper, "__allow_unauthenticated", False)
+    return cast(F, wrapper)
+
+
+class StreamTransport:
+    """Writes pre-framed bytes straight to the WebSocket's stream."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: websocket.WebSocketHandler) -> None:
+        self.handler = handler
+
+    def write(self, chunks: list[bytes]) -> asyncio.Future[Any] | None:
+        conn = self.handler.ws_connection
+        if conn is None or conn.is_closing():
+            raise TransportClosed
+        stream = conn.stream
+        if stream is None:
+            raise TransportClosed
+        try:
+            written = None
+            for chunk in chunks:
+                written = stream.write(chunk)
+            return cast("asyncio.Future[Any] | None", written)
+        except StreamClosedError:
+            raise TransportClosed from None
+
+    def close(self, code: int, reason: str) -> None:
+        conn = self.handler.ws_connection
+        stream = conn.stream if conn is not None else None
+        self.handler.close(code, reason)
+        if stream is not None and stream.writing():
+            # Bytes are still queued (a slow consumer): the close frame waits behind them
+            # and Tornado would hold them for its 5 s close handshake. Abort now, so
+            # the buffered data is freed at once; the client sees the socket end.
+            stream.close()
+
+    def ping(self) -> None:
+        # A closed socket is already being handled by on_close.
+        with contextlib.suppress(websocket.WebSocketClosedError):
+            self.handler.ping()
+
+
+class SocketEdge:
+    """What a host's WebSocket handler does once the request is authenticated."""
+
+    client: Client | None = None
+    _can_write = False
+
+    # Provided by the host's handler.
+    hub: Hub
+    kind: Kind
+    current_user: Identity
+
+    if TYPE_CHECKING:
+
+        async def authorize(self, action: str) -> bool:
+            """Whether the request may ``read`` or ``write`` channels (the host's rules)."""
+
+    @property
+    def max_message_size(self) -> int:
+        # Tornado closes the connection with 1009 past this; below it the hub answers too_large.
+        return OVERSIZE_CLOSE_FACTOR * self.hub.limits.max_message_size
+
+    @socket_authenticated
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if not await self.authorize("read"):
+            raise web.HTTPError(403)
+        self._can_write = await self.authorize("write")
+        await self.hub.ensure_started()
+        result = super().get(*args, **kwargs)  # type: ignore[misc]
+        if result is not None:
+            await result
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        handler = cast(websocket.WebSocketHandler, self)
+        # Writes are already coalesced per loop turn (connection.py): send them at once.
+        handler.set_nodelay(True)
+        self.client = self.hub.connect(
+            uuid.uuid4().hex[:16],
+            self.current_user,
+            self.kind,
+            StreamTransport(handler),
+            can_write=self._can_write,
+        )
+        log.debug("%r connected", self.client)
+
+    async def on_message(self, message: str | bytes) -> None:
+        client = self.client
+        if client is None or client.closed:
+            return
+        if isinstance(message, bytes):
+            self.hub.receive_binary(client)
+            return
+        await self.hub.receive(client, message)
+
+    def on_pong(self, data: bytes) -> None:
+        if self.client is not None:
+            self.client.last_seen = time.monotonic()
+
+    def on_close(self) -> None:
+        if self.client is not None:
+            handler = cast(websocket.WebSocketHandler, self)
+            log.debug(
+                "%r disconnected (%s %s)", self.client, handler.close_code, handler.close_reason
+            )
+            self.client.lost()
