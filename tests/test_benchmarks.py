@@ -67,3 +67,18 @@ def test_the_join_payloads_benchmark_runs_and_reports_both_scenarios():
     figures = json.loads(result.stdout.splitlines()[-1])
     assert figures["payloads"]["joins_refused"] == 2  # over the 64 KiB default
     assert figures["per_user"]["connections_open"] == 3
+
+
+def test_the_history_reads_benchmark_runs_and_reports_every_read():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "history_reads.py"), "--messages", "30",
+         "--size", "2000", "--posts", "2"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert lines[0] == "history_reads: 30 messages of 2,000 B in one topic"
+    rows = {line.split()[0]: line for line in lines[1:]}
+    for read in ("rest", "pages", "ws"):
+        assert "30 messages" in rows[read], rows
+        assert "peak growth / reply" in rows[read]
+        assert "POST during read" in rows[read]
