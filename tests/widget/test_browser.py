@@ -252,6 +252,31 @@ def test_after_a_cut_the_page_shows_every_missed_message_once_in_order(
         expect(feed(at_ada)).to_have_text(["before the cut", *missed, "back"])
 
 
+def test_a_topic_of_big_messages_shows_its_newest_while_another_topic_stays_joined(
+    lab: Lab, open_notebook: OpenNotebook
+) -> None:
+    # Five messages of about 1 MiB (max_message_size): more than one connection may have
+    # queued (max_queued_bytes, 4 MiB), so one join reply holding them all would close it.
+    for n in range(1, 6):
+        lab.post("big:room", "text", {"text": f"big {n} " + "x" * 1_000_000})
+    page = open_notebook(widget_cell("calm:room"), widget_cell("big:room"))
+    run_cell(page, 0)
+    calm = page.locator(".jc-widget").nth(0)
+    expect(calm).to_have_attribute("data-state", "connected")
+    run_cell(page, 1)
+    big = page.locator(".jc-widget").nth(1)
+    expect(big).to_have_attribute("data-state", "connected")
+
+    texts = feed(big)
+    expect(texts).to_have_count(5)
+    for n in range(5):
+        expect(texts.nth(n)).to_contain_text(f"big {n + 1} xxx")
+    expect(big.locator(".jc-notice")).to_be_hidden()
+    lab.post("calm:room", "text", {"text": "still here"})
+    expect(feed(calm)).to_have_text(["still here"])
+    expect(calm).to_have_attribute("data-state", "connected")
+
+
 def test_outside_a_jupyter_page_the_widget_gets_its_endpoint_from_the_kernel(
     lab: Lab, open_notebook: OpenNotebook
 ) -> None:
