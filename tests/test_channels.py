@@ -454,7 +454,7 @@ def entry_point_channels(monkeypatch):
     def entry_points(*, group: str) -> list[EntryPoint]:
         return points if group == ENTRY_POINT_GROUP else []
 
-    monkeypatch.setattr("jupyter_channels.app.entry_points", entry_points)
+    monkeypatch.setattr("jupyter_channels.settings.entry_points", entry_points)
 
 
 def test_channel_specs_rank_config_over_entry_points_over_the_default(entry_point_channels):

@@ -18,7 +18,7 @@ from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web, websocket
 
-from ..auth import kernel_user, presented_token, token_matches
+from ..auth.kernel import kernel_user, presented_token, token_matches
 from ..constants import AUTH_RESOURCE, Kind
 from ..hub import Hub
 from .rest import REST_PATTERNS, WS_PATTERN, MessagesEdge, PresenceEdge, RestEdge, TopicsEdge

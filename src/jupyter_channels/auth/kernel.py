@@ -14,7 +14,7 @@ from typing import Any
 
 from jupyter_server.auth import User
 
-from .constants import ENV_TOKEN, ENV_URL, WS_PATH
+from ..constants import ENV_TOKEN, ENV_URL, WS_PATH
 
 _WILDCARDS = {"", "0.0.0.0", "::", "localhost"}
 
