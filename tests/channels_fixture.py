@@ -9,6 +9,7 @@ where it matters on the wire, broadcast something.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from jupyter_server.auth.identity import IdentityProvider, User
@@ -27,6 +28,15 @@ USERS = {
     "alan": ("Alan Turing", "AT", "#009688"),
 }
 USER_HEADER = "X-Test-User"
+#: username -> groups: Jupyter's own users have none, an identity source such as a hub does.
+GROUPS = {"ada": ("red",), "grace": ("teachers",)}
+
+
+@dataclass
+class GroupedUser(User):
+    """A Jupyter ``User`` with the ``groups`` an identity source such as a hub gives."""
+
+    groups: tuple[str, ...] = ()
 
 
 class HeaderUsers(IdentityProvider):
@@ -36,7 +46,7 @@ class HeaderUsers(IdentityProvider):
     def generate_anonymous_user(self, handler: Any) -> User:
         username = handler.request.headers.get(USER_HEADER, "ada")
         name, initials, color = USERS[username]
-        return User(username, name, name, initials, None, color)
+        return GroupedUser(username, name, name, initials, None, color, GROUPS.get(username, ()))
 
 
 def as_user(username: str) -> dict[str, Any]:

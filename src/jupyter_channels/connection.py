@@ -43,13 +43,68 @@ class Transport(Protocol):
 
 
 class Identity(Protocol):
-    """Jupyter's ``User`` (``jupyter_server.auth.User``), or anything shaped like it."""
+    """Jupyter's ``User`` (``jupyter_server.auth.User``), or anything shaped like it.
+
+    ``groups`` (names) and ``admin`` (bool) are read when the identity has them
+    (:func:`groups_of`, :func:`is_admin`); they are not required.
+    """
 
     username: str
     name: str
     display_name: str
     initials: str | None
     color: str | None
+
+
+def groups_of(identity: object) -> tuple[str, ...]:
+    """The identity's groups; empty where its source has none (Jupyter's own users,
+    the kernel identity)."""
+    groups = getattr(identity, "groups", None)
+    if not groups:
+        return ()
+    if isinstance(groups, str):
+        return (groups,)
+    return tuple(str(group) for group in groups)
+
+
+def is_admin(identity: object) -> bool:
+    """Whether the identity's source says it is an administrator (``False`` if it has no say)."""
+    return getattr(identity, "admin", False) is True
+
+
+class ChannelUser:
+    """The identity channel hooks see as ``client.user``: the source identity's own
+    attributes, plus ``groups`` (a tuple) and ``admin`` (a bool) whatever the source."""
+
+    __slots__ = (
+        "_identity",
+        "admin",
+        "color",
+        "display_name",
+        "groups",
+        "initials",
+        "name",
+        "username",
+    )
+
+    def __init__(self, identity: Identity) -> None:
+        self._identity = identity
+        self.username = identity.username
+        self.name = identity.name
+        self.display_name = identity.display_name
+        self.initials = identity.initials
+        self.color = identity.color
+        self.groups = groups_of(identity)
+        self.admin = is_admin(identity)
+
+    def __getattr__(self, name: str) -> Any:
+        # Whatever else the source carries (Jupyter's avatar_url, say) stays readable.
+        if name == "_identity":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
+        return getattr(self._identity, name)
+
+    def __repr__(self) -> str:
+        return f"<ChannelUser {self.username!r} groups={self.groups!r} admin={self.admin}>"
 
 
 class RateLimiter:
@@ -102,8 +157,8 @@ class Subscription:
 class Client:
     """A connected client, as channel hooks see it.
 
-    ``id`` is the connection id, ``user`` the Jupyter identity (``username``,
-    ``name``, ``display_name``, ``initials``, ``color``), ``kind`` is
+    ``id`` is the connection id, ``user`` the identity (``username``, ``name``,
+    ``display_name``, ``initials``, ``color``, ``groups``, ``admin``), ``kind`` is
     ``"browser"`` or ``"kernel"`` and ``params`` maps each joined topic to its
     join payload.
     """
@@ -121,7 +176,7 @@ class Client:
         on_gone: Callable[[Client], None] | None = None,
     ) -> None:
         self.id = id
-        self.user = user
+        self.user = user if isinstance(user, ChannelUser) else ChannelUser(user)
         self.kind = kind
         self.can_write = can_write
         self.subscriptions: dict[str, Subscription] = {}

@@ -24,6 +24,7 @@ from ..constants import (
 )
 from ..history.base import StoreUnavailable
 from ..hub import HookError
+from ..hub.permissions import Action
 from ..hub.reads import message_parts
 from ..message import Message
 from ..protocol import ProtocolError, dumps, is_topic, load_body
@@ -97,6 +98,15 @@ class RestEdge:
             raise web.HTTPError(403, f"not authorized to {action} channels")
         await self.hub.ensure_started()
 
+    def permitted(self, action: Action, topic: str) -> bool:
+        """Whether the topic's permissions let the requesting user ``action`` it; when
+        not, answered here with 403 ``unauthorized`` naming the rule."""
+        refusal = self.hub.permissions.refusal(self.current_user, action, topic)
+        if refusal is not None:
+            self.fail(ErrorCode.UNAUTHORIZED, refusal)
+            return False
+        return True
+
     def topic_arg(self, topic: str) -> str | None:
         if not is_topic(topic):
             self.fail(ErrorCode.INVALID_MESSAGE, f"invalid topic {topic!r}")
@@ -130,7 +140,7 @@ class RestEdge:
 
 
 class TopicsEdge(RestEdge):
-    """``GET topics``: topics with members or history."""
+    """``GET topics``: topics with members or history that the user may join."""
 
     @web.authenticated
     async def get(self) -> None:
@@ -139,8 +149,15 @@ class TopicsEdge(RestEdge):
         after = handler.get_query_argument("after", None) or None
         limit = self.int_arg("limit")
         limit = MAX_TOPIC_PAGE if limit is None else min(limit, MAX_TOPIC_PAGE)
+        permissions, user = self.hub.permissions, self.current_user
+        visible = None
+        if permissions.rules is not None:
+            # A private topic's name is not listed to those who may not join it.
+            def visible(topic: str) -> bool:
+                return permissions.decide(user, Action.JOIN, topic).allowed
+
         try:
-            topics, more = await self.hub.topic_list(after=after, limit=limit)
+            topics, more = await self.hub.topic_list(after=after, limit=limit, visible=visible)
         except StoreUnavailable as e:
             self.fail(ErrorCode.UNAVAILABLE, str(e))
             return
@@ -158,7 +175,7 @@ class MessagesEdge(RestEdge):
     @web.authenticated
     async def get(self, topic: str) -> None:
         await self.require("read")
-        if self.topic_arg(topic) is None:
+        if self.topic_arg(topic) is None or not self.permitted(Action.JOIN, topic):
             return
         limit = self.int_arg("limit")
         since = self.int_arg("since")
@@ -250,7 +267,7 @@ class PresenceEdge(RestEdge):
     @web.authenticated
     async def get(self, topic: str) -> None:
         await self.require("read")
-        if self.topic_arg(topic) is None:
+        if self.topic_arg(topic) is None or not self.permitted(Action.JOIN, topic):
             return
         try:
             presence = await self.hub.topic_presence(topic)

@@ -33,6 +33,7 @@ from ..constants import (
 from ..history.base import StoredMessage, StoreUnavailable
 from ..presence import Presence
 from ..protocol import JSON, Frame, Ref, dumps, error_frame, error_reply, ok_reply
+from .permissions import Permissions
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +107,18 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
 class HubBase:
     """The state the hub's parts share, and the helpers each of them uses."""
 
-    def __init__(self, router: Router, broker: Broker, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        router: Router,
+        broker: Broker,
+        limits: Limits | None = None,
+        permissions: Permissions | None = None,
+    ) -> None:
         self.router = router
         self.broker = broker
         self.limits = limits or Limits()
+        #: Who may join and send to which topics; no rules (everything allowed) by default.
+        self.permissions = permissions or Permissions()
         self.clients: dict[str, Client] = {}
         self.topics: dict[str, TopicState] = {}
         self._tasks: set[asyncio.Task[Any]] = set()

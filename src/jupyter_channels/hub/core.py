@@ -2,7 +2,8 @@
 
 The parts, one concept each: ``membership.py`` (join, leave, presence),
 ``messages.py`` (hooks, publish, fan-out), ``reads.py`` (history pages, the
-topic list); ``base.py`` holds the state and helpers they share.
+topic list), ``permissions.py`` (who may join and send to which topics);
+``base.py`` holds the state and helpers they share.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..protocol import ProtocolError, decode, ok_reply, peek, ws_text_frame
 from .base import Limits
 from .membership import Membership
 from .messages import Messages
+from .permissions import Permissions
 from .reads import Reads
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,14 @@ _MAX_REST_BUCKETS = 1024
 class Hub(Membership, Messages, Reads):
     """Every connection and topic of one server."""
 
-    def __init__(self, router: Router, broker: Broker, limits: Limits | None = None) -> None:
-        super().__init__(router, broker, limits)
+    def __init__(
+        self,
+        router: Router,
+        broker: Broker,
+        limits: Limits | None = None,
+        permissions: Permissions | None = None,
+    ) -> None:
+        super().__init__(router, broker, limits, permissions)
         self._heartbeat: asyncio.Task[None] | None = None
         self._started: asyncio.Future[None] | None = None
         self._ping_frame = ws_text_frame(PING_TEXT)

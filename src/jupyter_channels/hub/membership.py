@@ -19,6 +19,7 @@ from ..message import Message
 from ..presence import State, diff, make_meta
 from ..protocol import JSON, Frame, dumps, encode_event, ws_text_frame
 from .base import HookError, HubBase, TopicState
+from .permissions import Action
 from .reads import join_page, join_reply
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,12 @@ class Membership(HubBase):
                 topic,
             )
             return
+        # Before any hook, and before an existing subscription answers with history.
+        refusal = self.permissions.refusal(client.user, Action.JOIN, topic)
+        if refusal is not None:
+            self._fail(client, ErrorCode.UNAUTHORIZED, refusal, frame.ref, topic)
+            return
+        can_send = self.permissions.decide(client.user, Action.SEND, topic).allowed
         existing = client.subscriptions.get(topic)
         if existing is not None:
             # Already joined: answer like a join (with history) without running the hook again.
@@ -57,7 +64,7 @@ class Membership(HubBase):
                 self._fail(client, ErrorCode.UNAVAILABLE, str(e), frame.ref, topic)
                 return
             if frame.ref is not None:
-                client.send(join_reply(topic, frame.ref, page))
+                client.send(join_reply(topic, frame.ref, page, can_send=can_send))
             # presence_state follows every join (the client may have lost its copy).
             if existing.presence:
                 members = self.presence_state(topic)
@@ -111,7 +118,7 @@ class Membership(HubBase):
             return
 
         if frame.ref is not None:
-            client.send(join_reply(topic, frame.ref, page))
+            client.send(join_reply(topic, frame.ref, page, can_send=can_send))
         sub.last_offset = page.offset
         held, sub.pending = sub.pending or [], None
         for offset, data in held:

@@ -19,6 +19,7 @@ from ..history.base import Draft, StoredMessage, StoreUnavailable
 from ..message import Message
 from ..protocol import JSON, Frame, dumps, encode_message, ok_reply, ws_text_frame
 from .base import HookContext, HookError, HubBase, current_hook, sender_json
+from .permissions import Action
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,12 @@ class Messages(HubBase):
     ) -> dict[str, JSON]:
         """Run ``handle_message`` and wait until what it published is stored.
 
-        Returns the ok reply's ``response``; raises :class:`HookError`.
+        Returns the ok reply's ``response``; raises :class:`HookError`, ``unauthorized``
+        before the hook runs when the topic's permissions do not let the client send.
         """
+        refusal = self.permissions.refusal(client.user, Action.SEND, message.topic)
+        if refusal is not None:
+            raise HookError(ErrorCode.UNAUTHORIZED, refusal)
         context = HookContext(client, message.topic)
         try:
             result = await self._hook(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..brokers.base import Broker
@@ -54,11 +55,14 @@ def _reply(topic: str, ref: Ref, fields: str, page: Page) -> WsFrame:
     return ws_text_frame_of([head.encode(), *message_parts(page), ("]}" + REPLY_TAIL).encode()])
 
 
-def join_reply(topic: str, ref: Ref, page: Page) -> WsFrame:
-    """The ok reply to a join: the topic's offset and epoch, and the page read for it."""
+def join_reply(topic: str, ref: Ref, page: Page, *, can_send: bool = True) -> WsFrame:
+    """The ok reply to a join: the topic's offset and epoch, and the page read for it;
+    ``"can_send":false`` when the client may read the topic but not send to it."""
+    # Only a refusal is written: replies of topics anyone may send to stay as they were.
+    read_only = "" if can_send else '"can_send":false,'
     fields = (
         f'"offset":{page.offset},"epoch":{dumps(page.epoch)},'
-        f'"recovered":{"true" if page.recovered else "false"},{truncated_field(page)}'
+        f'"recovered":{"true" if page.recovered else "false"},{truncated_field(page)}{read_only}'
     )
     return _reply(topic, ref, fields, page)
 
@@ -88,14 +92,22 @@ class Reads(HubBase):
         client.send(_reply(topic, frame.ref, truncated_field(page), page))
 
     async def topic_list(
-        self, *, after: str | None = None, limit: int = MAX_TOPIC_PAGE
+        self,
+        *,
+        after: str | None = None,
+        limit: int = MAX_TOPIC_PAGE,
+        visible: Callable[[str], bool] | None = None,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """Topics with members or history, by name, the first ``limit`` after ``after``;
-        and whether more follow."""
+        """Topics with members or history (and ``visible``, when given), by name, the first
+        ``limit`` after ``after``; and whether more follow."""
         offsets = await self.broker.topics()
         remote = await self.broker.remote_presence()
         names = set(offsets) | set(remote) | {t for t, s in self.topics.items() if len(s.presence)}
-        ordered = sorted(name for name in names if after is None or name > after)
+        ordered = sorted(
+            name
+            for name in names
+            if (after is None or name > after) and (visible is None or visible(name))
+        )
         page = ordered[: max(limit, 0)]
         topics = [
             {
