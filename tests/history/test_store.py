@@ -420,6 +420,32 @@ async def test_the_epoch_is_a_stable_nonempty_string(store):
     assert {page.epoch for page in pages} == {store.epoch}
 
 
+REDIS = [kind for kind in KINDS if kind.name == "redis"]
+
+
+@pytest.mark.parametrize("kind", REDIS, ids=lambda kind: kind.name, indirect=True)
+async def test_a_redis_read_under_way_holds_up_no_append(store, monkeypatch):
+    await append(store, "a", 1)
+    started, release = asyncio.Event(), asyncio.Event()
+    run = store.eval
+
+    async def held_eval(*args: Any) -> Any:
+        started.set()
+        await release.wait()
+        return await run(*args)
+
+    monkeypatch.setattr(store, "eval", held_eval)
+    reading = asyncio.ensure_future(store.read("a", since=0))
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        (stored,) = await asyncio.wait_for(append(store, "b", 2), 10)
+        assert stored.offset == 1
+        assert not reading.done()
+    finally:
+        release.set()
+    assert offsets(await reading) == [1]
+
+
 # -- failures and restarts --------------------------------------------------------------------
 
 

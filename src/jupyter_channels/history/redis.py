@@ -8,11 +8,13 @@ them in offset order. Reads are a script too, so a page and the topic's last
 offset come from one instant. Keys and channels are listed in :class:`Keys` and
 in ``docs/scale-out.md``.
 
-Appends and reads are sent in call order, in group commits: everything queued
-while one pipeline is on the wire goes in the next. So a read sees every
-message this server published before it, as with the embedded store. Nothing
-is retried: a message whose pipeline failed gets ``StoreUnavailable`` (it may
-or may not have been stored, but it was never acknowledged).
+Appends are sent in call order, in group commits: everything queued while one
+pipeline is on the wire goes in the next. Nothing is retried: a message whose
+pipeline failed gets ``StoreUnavailable`` (it may or may not have been stored,
+but it was never acknowledged). A read waits for the appends queued before it,
+so it sees every message this server published before it, as with the
+embedded store; then it runs on a connection of its own, so a big page never
+holds up the appends queued after it.
 
 Needs the ``redis`` extra (``redis>=5``); imported only when a ``redis://`` or
 ``rediss://`` broker is selected.
@@ -172,7 +174,6 @@ async def aclose(closable: Any) -> None:
 
 
 _APPEND_SHA = sha(APPEND_LUA)
-_READ_SHA = sha(READ_LUA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +294,8 @@ class RedisHistory(HistoryStore):
         self.on_epoch: Callable[[str], None] | None = None
         self.redis: Redis | None = None
         self._queue: list[_Call] = []
+        #: The batch on the wire.
+        self._sending: list[_Call] = []
         self._flusher: asyncio.Task[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -360,6 +363,7 @@ class RedisHistory(HistoryStore):
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
+                self._sending = batch
                 try:
                     results = await self._run_batch(batch)
                 except (RedisError, OSError) as e:
@@ -373,18 +377,18 @@ class RedisHistory(HistoryStore):
                 self.health.ok()
                 self._done(batch, results)
         finally:
+            self._sending = []
             self._flusher = None
 
     async def _run_batch(self, batch: list[_Call]) -> list[Any]:
-        """One pipeline: the scripts (loaded again: cheap, and Redis may have restarted
-        without them), then every call, executed in order."""
+        """One pipeline: the script (loaded again: cheap, and Redis may have restarted
+        without it), then every call, executed in order."""
         pipe = self.client().pipeline(transaction=False)
         pipe.script_load(APPEND_LUA)
-        pipe.script_load(READ_LUA)
         for call in batch:
             pipe.evalsha(call.sha, 3, *call.args)
         results = await pipe.execute(raise_on_error=False)
-        return list(results[2:])
+        return list(results[1:])
 
     def _done(self, batch: list[_Call], results: list[Any]) -> None:
         stored: list[tuple[StoredMessage, asyncio.Future[Any]]] = []
@@ -451,8 +455,8 @@ class RedisHistory(HistoryStore):
         limit: int = 50,
         max_bytes: int | None = None,
     ) -> Page:
-        """Read a topic (see ``HistoryStore.read``). Queued behind this server's earlier
-        appends: a read sees every message published here before it was called."""
+        """Read a topic (see ``HistoryStore.read``), once this server's earlier appends are
+        done: a read sees every message published here before it was called."""
         if since is not None:
             mode, n = "since", min(since, _MAX_OFFSET)
         elif before is not None:
@@ -461,9 +465,13 @@ class RedisHistory(HistoryStore):
             mode, n = "newest", 0
         if self.redis is None:
             raise StoreUnavailable("the history store is closed")
-        args = [*self._topic_keys(topic), topic, mode, str(n), str(max(limit, 0))]
-        args += [str(self.history_size), uuid.uuid4().hex[:16], str(max_bytes or 0)]
-        last, epoch, recovered, truncated, entries = await self._call(_READ_SHA, _encode(args))
+        earlier = [call.future for call in (*self._sending, *self._queue)]
+        if earlier:
+            await asyncio.wait(earlier)
+        args = [topic, mode, str(n), str(max(limit, 0)), str(self.history_size)]
+        args += [uuid.uuid4().hex[:16], str(max_bytes or 0)]
+        keys = self._topic_keys(topic)
+        last, epoch, recovered, truncated, entries = await self.eval(READ_LUA, keys, args)
         self.saw_epoch(text(epoch))
         messages = []
         for entry_id, fields in entries:
