@@ -27,25 +27,26 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import inspect
 import itertools
 import json
 import logging
 import os
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
 from ..constants import MAX_HISTORY_LIMIT, PING_TEXT, CloseCode, ErrorCode, Event, Status
-from ..message import Message
 from ..protocol import JSON, dumps
 from .discovery import resolve
 from .errors import ChannelError, ConnectionLost, ReplyTimeout, error_for
+from .subscription import AsyncSubscription, Callback
+
+__all__ = ["AsyncConnection", "AsyncSubscription", "Callback", "aconnect"]
 
 log = logging.getLogger(__name__)
 
@@ -58,197 +59,6 @@ MAX_BUFFERED = 1000
 BASE_BACKOFF = 0.1
 #: Closes "slow consumer" while only this topic's join was waiting, before it is given up.
 MAX_JOIN_CLOSES = 2
-
-Callback = Callable[[Message], Any]
-F = TypeVar("F", bound=Callback)
-
-
-class AsyncSubscription:
-    """A joined topic: send into it, receive from it, see who is there."""
-
-    def __init__(
-        self, conn: AsyncConnection, topic: str, params: dict[str, JSON], max_messages: int
-    ) -> None:
-        self.conn = conn
-        self.topic = topic
-        self.params = params
-        #: The highest offset received; a rejoin asks for everything after it.
-        self.last_offset = 0
-        #: Whether the last (re)join got every message since ``last_offset``.
-        self.recovered = True
-        self.epoch: str | None = None
-        self.messages: collections.deque[Message] = collections.deque(maxlen=max_messages)
-        self.joined = True
-        #: ``joining``, ``joined``, ``rejoining`` (after a reconnect), ``retrying`` (the
-        #: server could not answer the rejoin; tried again with backoff) or ``closed``.
-        self.state = "joining"
-        self.close_reason: str | None = None
-        #: Whether the server sends this subscription presence frames (``members``).
-        self.wants_presence = True
-        #: Set by the first join reply; a reconnect rejoins only confirmed subscriptions
-        #: (a join still waiting in the buffer is sent after the rejoin, as asked).
-        self._confirmed = False
-        #: Live frames held while a join's history pages are read, so delivery stays in order.
-        self._held: list[dict[str, Any]] | None = None
-        #: Connections closed (4008) while this topic's join was the one waiting.
-        self._join_closes = 0
-        self._presence: dict[str, list[dict[str, Any]]] = {}
-        self._handlers: list[tuple[str, Callback]] = []
-        self._queues: list[asyncio.Queue[Message | None]] = []
-
-    def __repr__(self) -> str:
-        return f"<AsyncSubscription {self.topic!r} {self.state} offset={self.last_offset}>"
-
-    @property
-    def members(self) -> dict[str, list[dict[str, Any]]]:
-        """Who is here: username -> one meta per connection (Phoenix Presence's metas)."""
-        return {user: list(metas) for user, metas in self._presence.items()}
-
-    def on(self, subject: str, callback: F | None = None) -> Any:
-        """Call ``callback(message)`` for each message with ``subject`` (``"*"``: every one).
-
-        Usable as a decorator. An exception in a callback is logged; delivery goes on.
-        """
-
-        def register(fn: F) -> F:
-            self._handlers = [*self._handlers, (subject, fn)]
-            return fn
-
-        return register if callback is None else register(callback)
-
-    async def send(
-        self, subject: str, payload: JSON = None, *, timeout: float | None = None
-    ) -> int:
-        """Send a message into the topic; returns its offset once the server stored it.
-
-        Raises :class:`ChannelError` on an error reply, :class:`ReplyTimeout`,
-        or :class:`ConnectionLost` (then it may or may not have been stored).
-        """
-        response = await self.conn.request(
-            {
-                "event": Event.MESSAGE.value,
-                "topic": self.topic,
-                "subject": subject,
-                "payload": {} if payload is None else payload,
-            },
-            timeout,
-        )
-        offset = response.get("offset")
-        return int(offset) if offset is not None else 0
-
-    async def history(
-        self, limit: int = 50, before: int | None = None, *, timeout: float | None = None
-    ) -> list[Message]:
-        """The newest ``limit`` messages with an offset below ``before``, oldest first."""
-        payload: dict[str, int] = {"limit": limit}
-        if before is not None:
-            payload["before"] = before
-        response = await self.conn.request(
-            {"event": Event.HISTORY.value, "topic": self.topic, "payload": payload}, timeout
-        )
-        return [Message.from_frame(frame) for frame in response.get("messages", [])]
-
-    async def leave(self, *, timeout: float | None = None) -> None:
-        """Unsubscribe; iterators of this subscription end."""
-        if not self.joined:
-            return
-        self.conn._forget(self)
-        if self.conn.connected:
-            await self.conn.request({"event": Event.LEAVE.value, "topic": self.topic}, timeout)
-
-    def __aiter__(self) -> AsyncIterator[Message]:
-        """Every message received from now on, until the subscription ends."""
-        queue: asyncio.Queue[Message | None] = asyncio.Queue()
-        self._queues.append(queue)
-        return self._iterate(queue)
-
-    async def _iterate(self, queue: asyncio.Queue[Message | None]) -> AsyncIterator[Message]:
-        try:
-            while True:
-                message = await queue.get()
-                if message is None:
-                    return
-                yield message
-        finally:
-            self._queues.remove(queue)
-
-    # -- called by the connection ---------------------------------------------------------------
-
-    def _receive(self, frame: dict[str, Any]) -> None:
-        if self._held is not None:
-            self._held.append(frame)
-        else:
-            self._deliver(frame)
-
-    def _deliver(self, frame: dict[str, Any]) -> None:
-        offset = frame.get("offset")
-        if isinstance(offset, int):
-            if offset <= self.last_offset:
-                return  # already seen (a rejoin overlaps what arrived live)
-            self.last_offset = offset
-        message = Message.from_frame(frame)
-        self.messages.append(message)
-        for queue in self._queues:
-            queue.put_nowait(message)
-        for subject, callback in self._handlers:
-            if subject in ("*", message.subject):
-                self._run(callback, message)
-
-    def _run(self, callback: Callback, message: Message) -> None:
-        try:
-            result = callback(message)
-            if inspect.isawaitable(result):
-                asyncio.ensure_future(result).add_done_callback(self._log_callback_error)
-        except Exception:
-            log.exception("callback %r failed on %s", callback, message)
-
-    @staticmethod
-    def _log_callback_error(future: asyncio.Future[Any]) -> None:
-        if not future.cancelled() and future.exception() is not None:
-            log.error("async callback failed", exc_info=future.exception())
-
-    def _joined(self, response: dict[str, Any]) -> None:
-        self._confirmed = True
-        self.state = "joined"
-        self._join_closes = 0
-        # A topic whose history restarted (a new store: a new epoch, or an offset behind
-        # ours) numbers from 1 again: reset before delivering, or its messages look seen.
-        epoch, offset = response.get("epoch"), response.get("offset")
-        if (self.epoch is not None and epoch != self.epoch) or (
-            isinstance(offset, int) and offset < self.last_offset
-        ):
-            self.last_offset = 0
-        self.epoch = epoch
-        self.recovered = bool(response.get("recovered", True))
-        for frame in response.get("messages", []):
-            self._deliver(frame)
-        # Everything up to the topic's offset at the join is history (delivered above, or
-        # not asked for): a rejoin must not replay it as new.
-        if isinstance(offset, int) and offset > self.last_offset:
-            self.last_offset = offset
-
-    def _presence_state(self, state: dict[str, Any]) -> None:
-        self._presence = {user: list(entry.get("metas", [])) for user, entry in state.items()}
-
-    def _presence_diff(self, diff: dict[str, Any]) -> None:
-        for user, entry in diff.get("leaves", {}).items():
-            gone = {meta.get("phx_ref") for meta in entry.get("metas", [])}
-            left = [m for m in self._presence.get(user, []) if m.get("phx_ref") not in gone]
-            if left:
-                self._presence[user] = left
-            else:
-                self._presence.pop(user, None)
-        for user, entry in diff.get("joins", {}).items():
-            known = {meta.get("phx_ref") for meta in self._presence.get(user, [])}
-            fresh = [m for m in entry.get("metas", []) if m.get("phx_ref") not in known]
-            self._presence.setdefault(user, []).extend(fresh)
-
-    def _ended(self, reason: str | None) -> None:
-        self.joined = False
-        self.state = "closed"
-        self.close_reason = reason
-        for queue in self._queues:
-            queue.put_nowait(None)
 
 
 class AsyncConnection:
