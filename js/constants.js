@@ -47,6 +47,8 @@ export const CloseCode = Object.freeze({
   SERVICE_RESTART: 1012,
   MESSAGE_TOO_BIG: 1009,
   IDLE_TIMEOUT: 4000,
+  /** The token the connection was made with is no longer accepted (the service). */
+  TOKEN_REVOKED: 4001,
   SLOW_CONSUMER: 4008,
   /** The user already has max_connections_per_user connections open. */
   TOO_MANY_CONNECTIONS: 4029,

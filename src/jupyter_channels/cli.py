@@ -221,10 +221,23 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument("topic", metavar="TOPIC")
     who.add_argument("--json", action="store_true", help="print JSON")
     who.set_defaults(run=cmd_who)
+
+    commands.add_parser(
+        "serve",
+        help="run the channels service (see: jupyter channels serve --help)",
+        add_help=False,
+    )
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        # The service is a traitlets application: its flags and --help are its own.
+        from .service import main as serve
+
+        serve(argv[1:])
+        return 0
     args = parser().parse_args(argv)
     try:
         args.run(args)

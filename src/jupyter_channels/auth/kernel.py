@@ -7,35 +7,23 @@ into the server's own environment, which the kernels it launches inherit.
 
 from __future__ import annotations
 
-import hmac
 import os
-import secrets
-from typing import Any
 
 from jupyter_server.auth import User
 
 from ..constants import ENV_TOKEN, ENV_URL, WS_PATH
+from .tokens import mint_token, presented_token, token_matches
+
+__all__ = [
+    "export_env",
+    "kernel_user",
+    "mint_token",
+    "presented_token",
+    "token_matches",
+    "websocket_url",
+]
 
 _WILDCARDS = {"", "0.0.0.0", "::", "localhost"}
-
-
-def mint_token() -> str:
-    return secrets.token_urlsafe(32)
-
-
-def token_matches(presented: str | None, token: str | None) -> bool:
-    """Constant-time comparison; an empty token never matches."""
-    if not presented or not token:
-        return False
-    return hmac.compare_digest(presented.encode(), token.encode())
-
-
-def presented_token(headers: Any, query_token: str | None) -> str | None:
-    """The token a request carries: ``Authorization: token X`` (or ``Bearer X``), or ``?token=``."""
-    scheme, _, value = (headers.get("Authorization") or "").partition(" ")
-    if scheme.lower() in ("token", "bearer") and value.strip():
-        return str(value.strip())
-    return query_token or None
 
 
 def kernel_user(name: str | None = None) -> User:
