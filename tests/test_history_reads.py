@@ -123,6 +123,25 @@ async def test_a_history_page_within_the_byte_budget_is_not_truncated(hub, chann
     assert offsets(response["messages"]) == [1, 2, 3]
 
 
+async def test_a_rest_read_over_the_byte_budget_pages_forward_and_back(hub, jp_fetch):
+    await store_messages(hub, BIG, [{"text": MIB_TEXT, "i": i} for i in range(1, 6)])
+
+    async def get(**query: int) -> dict:
+        response = await jp_fetch("api", "channels", "topics", BIG, "messages", params=query)
+        return json.loads(response.body)
+
+    forward = [await get(since=0)]
+    while forward[-1].get("truncated"):
+        forward.append(await get(since=forward[-1]["messages"][-1]["offset"]))
+    back = [await get()]
+    while back[-1].get("truncated"):
+        back.append(await get(before=back[-1]["messages"][0]["offset"]))
+
+    assert [offsets(page["messages"]) for page in forward] == [[1], [2], [3], [4], [5]]
+    assert [offsets(page["messages"]) for page in back] == [[5], [4], [3], [2], [1]]
+    assert {page["recovered"] for page in forward + back} == {True}
+
+
 # -- reads beside the writer -----------------------------------------------------------------------
 
 
@@ -188,7 +207,9 @@ class Peak:
 def filled_server(tmp_path_factory) -> Any:
     """A spawned server holding 500 messages of 200 KB in one topic: a full page of them."""
     root = tmp_path_factory.mktemp("big-history")
-    server = spawn(root, root / "history.sqlite", rate_limit=0).start()
+    # Pages hold up to a quarter of max_queued_bytes: room for a full page of 500.
+    server = spawn(root, root / "history.sqlite", rate_limit=0, max_queued_bytes=512 * 2**20)
+    server.start()
     body = {"subject": "text", "payload": {"text": "x" * 200_000}}
     try:
         with ThreadPoolExecutor(4) as pool:

@@ -25,7 +25,7 @@ from ..constants import (
 from ..history.base import StoreUnavailable
 from ..hub import HookError
 from ..hub.permissions import Action
-from ..hub.reads import message_parts
+from ..hub.reads import message_parts, reply_budget
 from ..message import Message
 from ..protocol import ProtocolError, dumps, is_topic, load_body
 
@@ -187,6 +187,9 @@ class MessagesEdge(RestEdge):
                 since=since,
                 before=self.int_arg("before"),
                 limit=min(limit, MAX_HISTORY_LIMIT),
+                # As a WebSocket reply: a page of big messages stays small, and Redis
+                # answers it well within its socket timeout.
+                max_bytes=reply_budget(self.hub.limits),
             )
         except StoreUnavailable as e:
             self.fail(ErrorCode.UNAVAILABLE, str(e))
