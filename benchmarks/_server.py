@@ -1,7 +1,9 @@
-"""A real ``jupyter server`` with the extension, on a free port, for the benchmarks."""
+"""A real ``jupyter server`` with the extension, and a real ``jupyter channels serve``,
+each on a free port, for the benchmarks."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -34,15 +36,20 @@ class Server:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def __enter__(self) -> Server:
-        args = [
+    def command(self) -> list[str]:
+        return [
             sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
             f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
             "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={self.root}", "--ServerApp.log_level=WARN",
-            f"--ChannelsApp.history_path={self.root / 'history.sqlite'}",
         ]  # fmt: skip
-        args += [f"--ChannelsApp.{k}={v}" for k, v in self.traits.items()]
+
+    def __enter__(self) -> Server:
+        args = [
+            *self.command(),
+            f"--ChannelsApp.history_path={self.root / 'history.sqlite'}",
+            *(f"--ChannelsApp.{k}={v}" for k, v in self.traits.items()),
+        ]
         env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.root / "runtime")}
         log = (self.root / "server.log").open("ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -60,7 +67,7 @@ class Server:
             except OSError:
                 time.sleep(0.2)
         self.__exit__()
-        raise TimeoutError("the server did not start")
+        raise TimeoutError(f"the {type(self).__name__.lower()} did not start")
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -75,3 +82,15 @@ class Server:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+
+class Service(Server):
+    """``jupyter channels serve`` with a tokens file holding this one token."""
+
+    def command(self) -> list[str]:
+        tokens = self.root / "tokens.json"
+        tokens.write_text(json.dumps({self.token: {"username": "bench"}}))
+        return [
+            sys.executable, "-m", "jupyter_channels.cli", "serve", f"--port={self.port}",
+            "--ip=127.0.0.1", f"--tokens={tokens}", "--log-level=WARN",
+        ]  # fmt: skip

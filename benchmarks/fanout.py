@@ -1,15 +1,19 @@
-"""jupyter-channels against a bare Tornado forwarder, side by side in one run.
+"""jupyter-channels, as the extension and as the service, against a bare Tornado
+forwarder, side by side in one run.
 
     python benchmarks/fanout.py [--runs 3] [--scenarios fanout,latency,idle,kernel] [--quick]
 
 Starts (a) a real Jupyter server with the extension on its embedded default
-(SQLite history on; rate and queue limits raised for the benchmark) and (b)
-``baseline_server.py``, a bare Tornado server forwarding each text frame to
-every other connection with a plain ``write_message`` loop. Each scenario runs
-against both, alternating A B A B A B; load comes from ``wsload.py``
-processes on 127.0.0.1. Prints medians and project/baseline ratios, and the
-generator's CPU (1.0 = one core saturated: the figure is then the
-generator's, not the server's).
+(SQLite history on; rate, queue and per-user connection limits raised for the
+benchmark), (b) ``jupyter channels serve`` with the same settings and a tokens
+file of one token, and (c) ``baseline_server.py``, a bare Tornado server
+forwarding each text frame to every other connection with a plain
+``write_message`` loop. Each scenario runs against all three in turn, A B C A B
+C A B C; load comes from ``wsload.py`` processes on 127.0.0.1, which send the
+token in an ``Authorization`` header. Prints medians and the ratios
+extension/baseline, service/baseline and service/extension, and the generator's
+CPU (1.0 = one core saturated: the figure is then the generator's, not the
+server's).
 
 - fanout: S subscribers on one topic, one publisher sends M messages of ~200 B
   keeping at most 64 unacknowledged; deliveries/s = S x M / wall time. A run
@@ -36,7 +40,7 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _server import Server, free_port
+from _server import Server, Service, free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -105,21 +109,43 @@ def idle(cfg: dict[str, Any], pid: int) -> dict[str, Any]:
     }
 
 
+#: The targets, in the order they take turns; every one but the baseline speaks the
+#: channels protocol (``wsload.py``'s ``project`` target).
+TARGETS = ("extension", "service", "baseline")
+
+
 def run(scenario: str, cfg: dict[str, Any], target: str, url: str, token: str, pid: int) -> Any:
-    full = {**cfg, "target": target, "url": url, "token": token}
+    protocol = "baseline" if target == "baseline" else "project"
+    full = {**cfg, "target": protocol, "url": url, "token": token}
     return idle(full, pid) if scenario == "idle" else load(scenario, full)
 
 
-def targets(project: Server, baseline: Baseline) -> dict[str, tuple[str, str, int]]:
-    """The WebSocket URL, token and server pid of each side."""
-    return {
-        "project": (
-            f"ws://127.0.0.1:{project.port}/api/channels/websocket",
-            project.token,
-            project.pid,
-        ),
-        "baseline": (f"ws://127.0.0.1:{baseline.port}/", "", baseline.pid),
-    }
+class Targets:
+    """The servers of ``only`` (default all three), started together:
+    ``with Targets(traits) as t: t.where("service")``."""
+
+    def __init__(self, traits: dict[str, Any], only: tuple[str, ...] = TARGETS) -> None:
+        self.extension = Server(**traits)
+        self.service = Service(**traits)
+        self.baseline = Baseline()
+        self.started = [getattr(self, target) for target in only]
+
+    def __enter__(self) -> Targets:
+        for server in self.started:
+            server.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for server in self.started:
+            if getattr(server, "proc", None) is not None:
+                server.__exit__()
+
+    def where(self, target: str) -> tuple[str, str, int]:
+        """The WebSocket URL, token and server pid of ``target``."""
+        if target == "baseline":
+            return (f"ws://127.0.0.1:{self.baseline.port}/", "", self.baseline.pid)
+        server = self.extension if target == "extension" else self.service
+        return (f"ws://127.0.0.1:{server.port}/api/channels/websocket", server.token, server.pid)
 
 
 def label(scenario: str, cfg: dict[str, Any]) -> str:
@@ -143,23 +169,26 @@ def main() -> None:
         "rate_limit": 0,
         "max_queued_bytes": 256 * 1024 * 1024,
         "max_topics_per_connection": 10,
+        # Every load connection is one user (one token): the per-user cap would refuse
+        # all but the first 200 of the fanout and idle subscribers.
+        "max_connections_per_user": 100_000,
     }
-    with Server(**traits) as project, Baseline() as baseline:
+    with Targets(traits) as servers:
         for scenario in (s for s in ("fanout", "latency") if s in chosen):
             for cfg in sizes[scenario]:
                 for _ in range(args.runs):
-                    for target, where in targets(project, baseline).items():  # A B A B A B
+                    for target in TARGETS:  # A B C A B C A B C
                         results[label(scenario, cfg)][target].append(
-                            run(scenario, cfg, target, *where)
+                            run(scenario, cfg, target, *servers.where(target))
                         )
     if "idle" in chosen:
         # Fresh servers for each idle run: memory a server once took is not given back,
         # so a second run on the same server would measure nothing.
         for cfg in sizes["idle"]:
             for _ in range(args.runs):
-                for target in ("project", "baseline"):
-                    with Server(**traits) as project, Baseline() as baseline:
-                        where = targets(project, baseline)[target]
+                for target in TARGETS:
+                    with Targets(traits, only=(target,)) as servers:
+                        where = servers.where(target)
                         results[label("idle", cfg)][target].append(run("idle", cfg, target, *where))
     report(results, args.runs)
     if "kernel" in chosen:
@@ -171,21 +200,34 @@ def main() -> None:
         )  # fmt: skip
 
 
+#: The ratios printed, numerator / denominator, and their short names.
+RATIOS = (("extension", "baseline"), ("service", "baseline"), ("service", "extension"))
+SHORT = {"extension": "ext", "service": "svc", "baseline": "base"}
+
+
 def report(results: dict[str, dict[str, list[dict[str, Any]]]], runs: int) -> None:
-    print(f"medians of {runs} runs; ratio = project / baseline")
-    print(f"{'scenario':28} {'figure':16} {'project':>12} {'baseline':>12} {'ratio':>7}")
+    ratios = ", ".join(f"{SHORT[a]}/{SHORT[b]} = {a} / {b}" for a, b in RATIOS)
+    print(f"medians of {runs} runs; {ratios}")
+    print(
+        f"{'scenario':28} {'figure':16}"
+        + "".join(f" {t:>12}" for t in TARGETS)
+        + "".join(f" {SHORT[a] + '/' + SHORT[b]:>8}" for a, b in RATIOS)
+    )
     for name, by_target in results.items():
         invalid = [t for t, rs in by_target.items() for r in rs if not r.get("valid", True)]
-        for figure in by_target["project"][0]:
+        for figure in by_target["extension"][0]:
             if figure == "valid":
                 continue
             values = {
                 t: statistics.median(float(r[figure]) for r in rs) for t, rs in by_target.items()
             }
-            ratio = values["project"] / values["baseline"] if values["baseline"] else float("nan")
             print(
-                f"{name:28} {figure:16} {values['project']:12,.2f} {values['baseline']:12,.2f}"
-                f" {ratio:7.2f}"
+                f"{name:28} {figure:16}"
+                + "".join(f" {values[t]:12,.2f}" for t in TARGETS)
+                + "".join(
+                    f" {values[a] / values[b] if values[b] else float('nan'):8.2f}"
+                    for a, b in RATIOS
+                )
             )
         if invalid:
             print(f"{name:28} INVALID runs: {', '.join(invalid)}")

@@ -40,7 +40,7 @@ def test_the_cross_server_benchmark_runs_and_reports_its_figures():
         assert figure in lines[1]
 
 
-def test_the_fanout_benchmark_runs_every_scenario_against_both_servers():
+def test_the_fanout_benchmark_runs_every_scenario_on_the_extension_the_service_and_a_baseline():
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "fanout.py"), "--quick", "--runs", "1"],
         capture_output=True,
@@ -49,7 +49,9 @@ def test_the_fanout_benchmark_runs_every_scenario_against_both_servers():
         check=True,
     )
     out = result.stdout
-    assert "ratio = project / baseline" in out
+    assert "svc/ext = service / extension" in out
+    header = next(line for line in out.splitlines() if line.startswith("scenario"))
+    assert header.split()[2:5] == ["extension", "service", "baseline"]
     for row in ("fanout S=5 M=20", "latency S=5 50/s", "idle N=20"):
         assert row in out, out
     assert "INVALID" not in out
