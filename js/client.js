@@ -62,7 +62,11 @@ import {
  * @property {string} phx_ref
  */
 /** @typedef {Record<string, Meta[]>} Members username -> one meta per connection */
-/** @typedef {{offset: number, epoch: string | null, recovered: boolean, messages: Message[]}} JoinResponse */
+/**
+ * An ok join reply's response; `can_send` is false on a topic this user may read but not
+ * send to (the server's topic permissions), true otherwise.
+ * @typedef {{offset: number, epoch: string | null, recovered: boolean, can_send: boolean, messages: Message[]}} JoinResponse
+ */
 /** @typedef {"connecting" | "connected" | "reconnecting" | "offline" | "closed"} ConnectionState */
 /** @typedef {"joining" | "joined" | "rejoining" | "retrying" | "closed"} TopicState */
 /** @typedef {{reason: string, detail: string, delay: number}} RetryInfo a rejoin retried in `delay` ms */
@@ -612,6 +616,8 @@ class Topic {
     this.recovered = true;
     /** Whether the server has this connection in the topic (a join reply came, ok). */
     this.joined = false;
+    /** Whether this user may send to the topic (the last join reply said so). */
+    this.canSend = true;
     /** @type {TopicState} */
     this.state = "joining";
     /** Connections closed as slow consumers while this topic's join waited. */
@@ -682,7 +688,13 @@ class Topic {
       since === undefined
         ? this.messages.slice(Math.max(0, this.messages.length - history))
         : this.messages.filter((m) => m.offset !== null && m.offset > since);
-    return { offset: this.lastOffset, epoch: this.epoch, recovered: this.recovered, messages };
+    return {
+      offset: this.lastOffset,
+      epoch: this.epoch,
+      recovered: this.recovered,
+      can_send: this.canSend,
+      messages,
+    };
   }
 
   /** @param {Frame} reply */
@@ -811,6 +823,8 @@ class Topic {
     }
     this.epoch = response.epoch ?? "";
     this.recovered = response.recovered !== false;
+    // The server writes the field only to say no.
+    this.canSend = response.can_send !== false;
     this.joined = true;
     /** @type {Message[]} */
     const messages = Array.isArray(response.messages) ? response.messages : [];
@@ -959,6 +973,11 @@ export class Channel {
   /** Whether the last (re)join got every message since the previous one. */
   get recovered() {
     return this._topic.recovered;
+  }
+
+  /** Whether this user may send to the topic: false on a topic they may only read. */
+  get canSend() {
+    return this._topic.canSend;
   }
 
   /** Whether the topic is joined now (false while reconnecting). */

@@ -9,15 +9,31 @@
 // never run.
 
 import { ChannelError, getSocket } from "./client.js";
-import { DEFAULT_HISTORY_LIMIT, DEFAULT_TIMEOUT_MS, Subject, WS_PATH } from "./constants.js";
+import { DEFAULT_HISTORY_LIMIT, DEFAULT_TIMEOUT_MS, ErrorCode, Subject, WS_PATH } from "./constants.js";
 
 /** @typedef {import("./client.js").Message} Message */
 /** @typedef {import("./client.js").Members} Members */
 /** @typedef {import("./client.js").Channel} Channel */
 /** @typedef {import("./client.js").Socket} Socket */
-/** @typedef {{topic: string}} Model */
+/** @typedef {{topic: string, _endpoint_from_kernel: boolean}} Model */
 /** @typedef {import("@anywidget/types").AnyModel<Model>} AnyModel */
 /** @typedef {{url: string, token: string}} Endpoint */
+
+/** The compose box's note on a topic this user may read but not send to. */
+export const READ_ONLY_NOTE = "read-only: you may read this topic but not send to it";
+
+/**
+ * The header's line for a join the server refused: the topic, the reason code and the
+ * server's detail (which, for topic permissions, names the rule).
+ * @param {string} topic
+ * @param {{reason: string, detail: string}} refusal
+ */
+export function refusalLine(topic, { reason, detail }) {
+  return detail ? `cannot join ${topic} (${reason}): ${detail}` : `cannot join ${topic} (${reason})`;
+}
+
+/** @type {Set<string>} errors of a join that say the topic is not for this user: shown in the header */
+const REFUSALS = new Set([ErrorCode.UNAUTHORIZED, ErrorCode.JOIN_REJECTED, ErrorCode.UNMATCHED_TOPIC]);
 
 /** How a notice about a rejoin being retried starts (it goes once the topic is joined). */
 const RETRY_NOTICE = "cannot rejoin";
@@ -136,8 +152,12 @@ class Room {
     this.members = {};
     /** @type {string} */
     this.state = "connecting";
-    /** A problem to show: a refused join, a message that was not sent. */
+    /** A problem to show: a join that failed, a message that was not sent. */
     this.notice = "";
+    /** @type {{reason: string, detail: string} | null} the server refused the join */
+    this.refusal = null;
+    /** Whether this user may send to the topic (false: read-only, from the join reply). */
+    this.canSend = true;
     /** @type {Set<View>} */
     this.views = new Set();
     /** @type {(() => void)[]} */
@@ -159,8 +179,11 @@ class Room {
   }
 
   async _connect() {
+    // The kernel side says when the channels are not the page's own server's (a
+    // widget given a url, a server pointing at a channels service).
+    const fromKernel = Boolean(this.model.get("_endpoint_from_kernel"));
     const endpoint =
-      pageEndpoint(document) ??
+      (fromKernel ? null : pageEndpoint(document)) ??
       (await kernelEndpoint(this.model, () => {
         this.notice = "waiting for the kernel to tell where the server is";
         this._update();
@@ -187,6 +210,8 @@ class Room {
     this.feed = [];
     this.members = {};
     this.notice = "";
+    this.refusal = null;
+    this.canSend = true;
     for (const view of this.views) view.reset();
     this._update();
     previous?.leave().catch(() => {});
@@ -204,6 +229,7 @@ class Room {
         for (const view of this.views) view.reset();
       }
       if (this.notice.startsWith(RETRY_NOTICE)) this.notice = "";
+      this.canSend = channel.canSend;
       this._update();
     });
     channel.onRetry(({ detail, reason }) => {
@@ -216,13 +242,21 @@ class Room {
       this._update();
     });
     try {
-      const { messages } = await channel.join({ history: HISTORY_ON_JOIN });
+      const { messages, can_send } = await channel.join({ history: HISTORY_ON_JOIN });
       if (generation !== this._generation) return;
       for (const message of messages) this._append(message);
       this.members = channel.members;
+      this.canSend = can_send !== false;
     } catch (error) {
       if (generation !== this._generation) return;
-      this.notice = `cannot join ${topic}: ${describe(error)}`;
+      const answer = serverAnswer(error);
+      if (answer && REFUSALS.has(answer.reason)) {
+        // The server's refusal: shown in the header, in place of the "left" notice.
+        this.refusal = answer;
+        this.notice = "";
+      } else {
+        this.notice = `cannot join ${topic}: ${describe(error)}`;
+      }
     }
     this._update();
   }
@@ -285,6 +319,19 @@ class Room {
     if (this.socket?.idle) this.socket.close();
     this.views.clear();
   }
+}
+
+/**
+ * The reason and detail of a ChannelError. By shape, not `instanceof`: the page's socket
+ * is shared by every widget's copy of this module, so its errors may come from another
+ * copy's class.
+ * @param {unknown} error
+ * @returns {{reason: string, detail: string} | null}
+ */
+export function serverAnswer(error) {
+  const e = /** @type {any} */ (error);
+  if (!e || typeof e.reason !== "string") return null;
+  return { reason: e.reason, detail: typeof e.detail === "string" ? e.detail : "" };
 }
 
 /** @param {unknown} error */
@@ -507,7 +554,10 @@ function mount(room, el) {
   const avatars = h("div", "jc-avatars");
   const count = h("span", "jc-count");
   presence.append(avatars, count);
-  header.append(topic, state, presence);
+  // Its own row of the header: why this topic could not be joined.
+  const refusal = h("div", "jc-refusal");
+  refusal.setAttribute("role", "alert");
+  header.append(topic, state, presence, refusal);
   const notice = h("div", "jc-notice");
   const feed = h("div", "jc-feed");
   feed.setAttribute("role", "log");
@@ -524,7 +574,9 @@ function mount(room, el) {
   const shareButton = h("button", "jc-share", "Share a cell");
   shareButton.type = "button";
   shareButton.title = "Share one of this kernel's recent cells with the topic";
-  compose.append(input, send, shareButton);
+  const readOnly = h("span", "jc-readonly", "read-only");
+  readOnly.title = READ_ONLY_NOTE;
+  compose.append(input, send, shareButton, readOnly);
   // The picker lists the kernel's recent inputs; choosing one shares it (never runs it).
   const picker = h("div", "jc-picker");
   picker.hidden = true;
@@ -556,7 +608,18 @@ function mount(room, el) {
       renderPresence(avatars, count, room.members);
       notice.textContent = room.notice;
       notice.hidden = !room.notice;
-      input.placeholder = `Message ${room.topic}`;
+      refusal.textContent = room.refusal ? refusalLine(room.topic, room.refusal) : "";
+      refusal.hidden = !room.refusal;
+      const locked = !room.canSend || room.refusal !== null;
+      root.dataset.readonly = String(!room.canSend);
+      readOnly.hidden = room.canSend;
+      for (const control of [input, send, shareButton]) control.disabled = locked;
+      if (locked && !picker.hidden) closePicker();
+      input.placeholder = room.refusal
+        ? "not joined"
+        : room.canSend
+          ? `Message ${room.topic}`
+          : READ_ONLY_NOTE;
     },
   };
 

@@ -9,7 +9,7 @@ where it matters on the wire, broadcast something.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from jupyter_server.auth.identity import IdentityProvider, User
@@ -48,6 +48,13 @@ class HeaderUsers(IdentityProvider):
         name, initials, color = USERS[username]
         return GroupedUser(username, name, name, initials, None, color, GROUPS.get(username, ()))
 
+    def user_from_cookie(self, cookie_value: str) -> User | None:
+        # A browser's later requests carry the login cookie, which keeps no groups.
+        user = super().user_from_cookie(cookie_value)
+        if user is None:
+            return None
+        return GroupedUser(**asdict(user), groups=GROUPS.get(user.username, ()))
+
 
 def as_user(username: str) -> dict[str, Any]:
     """``channels_ws``/``jp_fetch`` keyword arguments that authenticate as ``username``."""
@@ -74,6 +81,7 @@ CHANNELS: dict[str, str] = {
     "accept:*": f"{_M}:Accepting",
     "silent:*": f"{_M}:Silent",
     "others:*": f"{_M}:EchoOthers",
+    "welcome:*": f"{_M}:WelcomeOthers",
     "push:*": f"{_M}:Pusher",
     "kick:*": f"{_M}:Kicker",
     "slowjoin:*": f"{_M}:SlowJoin",
@@ -190,6 +198,16 @@ class EchoOthers(Channel):
 
     async def handle_message(self, client, message):
         await self.broadcast_from(client, message.subject, message.payload)
+
+
+class WelcomeOthers(Channel):
+    """``handle_joined`` tells everyone but the joiner that it arrived (``broadcast_from``)."""
+
+    async def handle_joined(self, client, message):
+        await self.broadcast_from(client, "arrived", {"name": client.user.display_name})
+
+    async def handle_message(self, client, message):
+        await self.rebroadcast(message)
 
 
 class Pusher(Channel):

@@ -121,6 +121,36 @@ describe("joining", () => {
     assert.equal(FakeWebSocket.last.sentFrames(Event.JOIN).length, 0);
   });
 
+  test("a join reply with can_send false makes the topic read-only for every handle", async () => {
+    const socket = makeSocket();
+    FakeWebSocket.last.open();
+    const channel = socket.channel("announce:class");
+    const join = channel.join();
+    const ws = FakeWebSocket.last;
+    ws.ok(ws.lastSent(Event.JOIN), { offset: 0, epoch: "e1", recovered: true, can_send: false, messages: [] });
+    assert.equal((await join).can_send, false);
+    assert.equal(channel.canSend, false);
+    const other = socket.channel("announce:class");
+    assert.equal((await other.join()).can_send, false);
+    assert.equal(other.canSend, false);
+  });
+
+  test("a join reply without can_send lets the user send", async () => {
+    const { channel, response } = await joined();
+    assert.equal(response.can_send, true);
+    assert.equal(channel.canSend, true);
+  });
+
+  test("a join refused as unauthorized rejects with the server's detail", async () => {
+    const socket = makeSocket();
+    FakeWebSocket.last.open();
+    const join = socket.channel("user:ada:inbox").join();
+    const ws = FakeWebSocket.last;
+    const detail = "not allowed to join 'user:ada:inbox' (rule 3: topic 'user:{user}:*', join '{user}')";
+    ws.error(ws.lastSent(Event.JOIN), ErrorCode.UNAUTHORIZED, detail);
+    await assert.rejects(join, (e) => e instanceof ChannelError && e.reason === "unauthorized" && e.detail === detail);
+  });
+
   test("a join without a reply rejects with timeout after 10 s", async () => {
     const socket = makeSocket();
     FakeWebSocket.last.open();

@@ -4,7 +4,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { pageEndpoint, pngData } from "../widget.js";
+import { ChannelError } from "../client.js";
+import { pageEndpoint, pngData, refusalLine, serverAnswer } from "../widget.js";
 
 /**
  * A document holding `#jupyter-config-data` with `config` (or none).
@@ -60,5 +61,37 @@ describe("pngData", () => {
     }
     assert.equal(pngData(42), null);
     assert.equal(pngData({ toString: () => dot }), null);
+  });
+});
+
+describe("refusalLine", () => {
+  test("names the topic, the reason and the server's detail", () => {
+    const detail = "not allowed to join 'user:ada:inbox' (rule 3: topic 'user:{user}:*', join '{user}')";
+    assert.equal(
+      refusalLine("user:ada:inbox", { reason: "unauthorized", detail }),
+      `cannot join user:ada:inbox (unauthorized): ${detail}`,
+    );
+  });
+
+  test("stands without a detail", () => {
+    assert.equal(refusalLine("x", { reason: "join_rejected", detail: "" }), "cannot join x (join_rejected)");
+  });
+});
+
+describe("serverAnswer", () => {
+  test("reads a ChannelError, also one of another copy of the module (by shape)", () => {
+    const detail = "not allowed to join 'x' (no rule matches it)";
+    assert.deepEqual(serverAnswer(new ChannelError("unauthorized", detail)), { reason: "unauthorized", detail });
+    /** A ChannelError of another module instance: same shape, another class. */
+    class ForeignError extends Error {
+      reason = "unauthorized";
+      detail = detail;
+    }
+    assert.deepEqual(serverAnswer(new ForeignError("unauthorized: x")), { reason: "unauthorized", detail });
+  });
+
+  test("is null for anything else", () => {
+    assert.equal(serverAnswer(new Error("boom")), null);
+    assert.equal(serverAnswer(undefined), null);
   });
 });
