@@ -265,3 +265,23 @@ def test_a_jupyter_user_without_groups_matches_only_star_and_username_principals
     assert allowed(rules, user, JOIN, "x")
     assert not allowed(rules, User("alan"), JOIN, "x")
     assert allowed(rules, User("alan"), SEND, "x")
+
+
+# -- the trait -------------------------------------------------------------------------------------
+
+
+def test_the_permissions_trait_refuses_a_bad_rule_naming_it():
+    from traitlets import TraitError
+
+    from jupyter_channels.app import ChannelsApp
+
+    app = ChannelsApp()
+    assert app.permissions is None
+    app.permissions = CLASSROOM
+    with pytest.raises(TraitError) as raised:
+        app.permissions = [*CLASSROOM[:1], {"topic": "group:*", "join": "@{group}"}]
+    assert str(raised.value) == (
+        "ChannelsApp.permissions rule 2 (topic 'group:*'), 'join': '@{group}' needs its "
+        "placeholder in the topic pattern (only {user} and @{group} are principals)"
+    )
+    assert app.permissions == CLASSROOM
