@@ -327,6 +327,20 @@ async def test_broadcast_from_reaches_everyone_but_the_sender(channels_ws):
     assert [m["offset"] for m in history["payload"]["response"]["messages"]] == [1]
 
 
+async def test_broadcast_from_in_handle_joined_reaches_everyone_but_the_joiner(channels_ws):
+    ada = await channels_ws()
+    await ada.join("welcome:x")
+    grace = await channels_ws(**as_user("grace"))
+
+    await grace.join("welcome:x")
+
+    (arrived,) = await ada.messages(1)
+    assert arrived["subject"] == "arrived"
+    assert arrived["payload"] == {"name": "Grace Hopper"}
+    assert await grace.publish("welcome:x") == 3
+    assert subjects(await grace.messages(1)) == ["text"]
+
+
 async def test_push_reaches_only_the_client_with_a_null_offset_outside_history(channels_ws):
     ada = await channels_ws()
     grace = await channels_ws(**as_user("grace"))

@@ -151,7 +151,9 @@ class Messages(HubBase):
         exclude = message.exclude
         for sub in state.subscribers.values():
             if sub.pending is not None:
-                sub.pending.append((offset, data))
+                # A joiner's held messages go out without another look at ``exclude``.
+                if sub.client.id != exclude:
+                    sub.pending.append((offset, data))
             elif offset > sub.last_offset:
                 sub.last_offset = offset
                 if sub.client.id != exclude:
