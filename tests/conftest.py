@@ -6,11 +6,21 @@ from collections.abc import Iterator
 
 import pytest
 
+from . import hosts
 from .channels_fixture import CHANNELS, with_test_users
 from .redis_support import RedisServer
 from .support import ChannelsClient, SpawnedServer, connect_factory, spawn
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    hosts.configure(config)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest reads the parametrize marks
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    hosts.every_host(metafunc)
 
 
 @pytest.fixture
@@ -68,9 +78,31 @@ def channels_app(jp_serverapp):
 
 
 @pytest.fixture
-def channels_ws(jp_ws_fetch, jp_serverapp):
-    """``await channels_ws()`` opens a connection to the channels endpoint."""
-    return connect_factory(jp_ws_fetch)
+def host() -> str:
+    """Which host serves ``channels_ws``: the extension, unless the test runs on every
+    host (tests/hosts.py)."""
+    return "extension"
+
+
+@pytest.fixture
+def channels_ws(request, host, broker_url, channels_config):
+    """``await channels_ws()`` opens a connection to the channels endpoint of ``host``
+    (``channels_ws(**as_user("grace"))``: as grace). Both hosts are configured by
+    ``broker_url`` and ``channels_config``, requested here so that tests parametrize them."""
+    if host == "service":
+        return hosts.service_connect_factory(request.getfixturevalue("channels_service"))
+    request.getfixturevalue("jp_serverapp")
+    return connect_factory(request.getfixturevalue("jp_ws_fetch"))
+
+
+@pytest.fixture
+def channels_service(tmp_path, channels_config):
+    """``jupyter channels serve`` with ``channels_config``, fresh for the test."""
+    service = hosts.start_service(tmp_path / "service", channels_config)
+    try:
+        yield service
+    finally:
+        service.stop()
 
 
 __all__ = ["ChannelsClient"]
