@@ -1,9 +1,11 @@
 """What one big history read costs the server: memory, and the publishing it holds up.
 
     python benchmarks/history_reads.py [--messages 1000] [--size 921600] [--posts 5]
+        [--broker local|redis] [--max-queued-bytes N]
 
-Starts a real Jupyter server with the extension on a fresh SQLite history
-(rate limit off, ``history_size`` = ``--messages``), stores ``--messages``
+Starts a real Jupyter server with the extension on a fresh SQLite history, or
+on a fresh ``redis-server`` with ``--broker redis`` (rate limit off,
+``history_size`` = ``--messages``), stores ``--messages``
 messages of ``--size`` bytes of payload in one topic (REST POSTs, a few at a
 time), then measures, each on its own:
 
@@ -35,10 +37,12 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _server import Server
+from cross_server import Redis
 
 BIG, SMALL = "bench:big", "bench:small"
 MB = 1024 * 1024
@@ -242,15 +246,30 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=900 * 1024, help="payload bytes")
     parser.add_argument("--posts", type=int, default=5, help="POSTs timed during a read")
     parser.add_argument("--reads", default="rest,pages,ws")
+    parser.add_argument("--broker", choices=["local", "redis"], default="local")
+    parser.add_argument(
+        "--max-queued-bytes", type=int, help="the trait; a page holds a quarter of it at most"
+    )
     args = parser.parse_args()
-    traits = {
+    traits: dict[str, object] = {
         "rate_limit": 0,
         "history_size": args.messages,
         # Room for the payload and the frame around it.
         "max_message_size": max(1024 * 1024, args.size + 4096),
     }
-    print(f"history_reads: {args.messages} messages of {args.size:,} B in one topic", flush=True)
-    with Server(**traits) as server:
+    if args.max_queued_bytes is not None:
+        traits["max_queued_bytes"] = args.max_queued_bytes
+    print(
+        f"history_reads: {args.messages} messages of {args.size:,} B in one topic"
+        + (", redis broker" if args.broker == "redis" else ""),
+        flush=True,
+    )
+    with ExitStack() as stack:
+        if args.broker == "redis":
+            redis = Redis()
+            stack.callback(redis.close)
+            traits["broker_url"] = redis.url
+        server = stack.enter_context(Server(**traits))
         memory = Memory(server.pid)
         print(f"fill   {fill(server, args.messages, args.size):.1f} s", flush=True)
         reads = {"rest": rest_read, "pages": paged_read, "ws": ws_join}
