@@ -1,6 +1,9 @@
 """The WebSocket endpoint end to end: every client event, every error code, golden frames.
 
-Each test talks to a real in-process Jupyter server through a real WebSocket.
+Each test talks through a real WebSocket to a real host: the extension in an
+in-process Jupyter server and the service (``jupyter channels serve``) as a
+subprocess (tests/hosts.py); tests that reach into the in-process server run on
+the extension only.
 Fields that vary between runs are pinned by type and replaced by placeholders
 (see :func:`pin`); connection ids are read from ``presence_state``.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,7 +21,10 @@ from tornado.websocket import WebSocketClosedError
 from jupyter_channels.history.base import StoreUnavailable
 
 from .channels_fixture import USERS, as_user
+from .hosts import identities
 from .support import config, error_reason
+
+pytestmark = pytest.mark.on_every_host
 
 CHAT = "chat:lobby"
 MS = "<ms>"
@@ -49,17 +56,25 @@ def pin(value: Any) -> Any:
     return out
 
 
-def meta(conn: str, user: str = "ada") -> dict[str, Any]:
-    name, initials, color = USERS[user]
-    return {
-        "id": conn,
-        "kind": "browser",
-        "name": name,
-        "initials": initials,
-        "color": color,
-        "online_at": MS,
-        "phx_ref": conn,
-    }
+@pytest.fixture
+def meta(host: str) -> Callable[..., dict[str, Any]]:
+    """``meta(conn, user="ada")``: the presence meta of ``user``'s connection ``conn``, with
+    the identity the host stamps."""
+    users = identities(host)
+
+    def make(conn: str, user: str = "ada") -> dict[str, Any]:
+        name, initials, color = users[user]
+        return {
+            "id": conn,
+            "kind": "browser",
+            "name": name,
+            "initials": initials,
+            "color": color,
+            "online_at": MS,
+            "phx_ref": conn,
+        }
+
+    return make
 
 
 def message_frame(
@@ -137,7 +152,7 @@ async def closed(client) -> tuple[int | None, str | None]:
 
 
 async def test_a_join_with_a_ref_is_answered_with_the_topic_state_then_presence_state(
-    channels_ws,
+    channels_ws, meta
 ):
     ada = await channels_ws()
 
@@ -257,7 +272,9 @@ async def test_joining_with_since_beyond_retention_returns_the_retained_ones_not
     assert [m["offset"] for m in reached["messages"]] == [3, 4, 5]
 
 
-async def test_joining_a_joined_topic_again_answers_like_a_join_with_one_presence(channels_ws):
+async def test_joining_a_joined_topic_again_answers_like_a_join_with_one_presence(
+    channels_ws, meta
+):
     ada = await channels_ws()
     conn = await joined(ada)
     grace = await channels_ws(**as_user("grace"))
@@ -358,7 +375,7 @@ async def test_offsets_count_up_by_one_per_message_on_each_topic(channels_ws):
 # -- leave --------------------------------------------------------------------------------------
 
 
-async def test_a_leave_is_answered_and_stops_delivery(channels_ws):
+async def test_a_leave_is_answered_and_stops_delivery(channels_ws, meta):
     ada = await channels_ws()
     ada_conn = await joined(ada)
     grace = await channels_ws(**as_user("grace"))
@@ -825,7 +842,7 @@ async def test_a_history_request_when_the_store_cannot_be_read_gets_unavailable(
 # -- presence -----------------------------------------------------------------------------------
 
 
-async def test_each_client_sees_the_other_join_and_leave_on_disconnect(channels_ws):
+async def test_each_client_sees_the_other_join_and_leave_on_disconnect(channels_ws, meta):
     ada = await channels_ws()
     ada_conn = await joined(ada)
     grace = await channels_ws(**as_user("grace"))
