@@ -1,7 +1,8 @@
 """Custom channels registered through config: hooks, actions, routing and registration.
 
-The channels live in ``tests/channels_fixture.py``; the server runs in this
-process, so hook calls are also visible in ``channels_fixture.CALLS``.
+The channels live in ``tests/channels_fixture.py``. The tests run on every host
+(tests/hosts.py), except those that read the hook calls recorded in
+``channels_fixture.CALLS``, which only a server in this process records.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from .channels_fixture import CALLS, CHANNELS, as_user
 from .support import config, error_reason
 
 FIXTURE = "tests.channels_fixture"
+
+pytestmark = pytest.mark.on_every_host
+records_calls = pytest.mark.extension_only("reads CALLS, recorded by a server in this process")
 
 
 @pytest.fixture
@@ -59,6 +63,7 @@ def subjects(frames: list[Any]) -> list[str]:
 # -- handle_joined ------------------------------------------------------------------------------
 
 
+@records_calls
 async def test_a_join_rejected_by_the_channel_gets_its_detail_and_subscribes_nothing(channels_ws):
     member = await channels_ws(**as_user("grace"))
     await member.join("invite:club", payload={"invite": "ok"})
@@ -85,6 +90,7 @@ async def test_a_join_rejected_by_the_channel_gets_its_detail_and_subscribes_not
     assert CALLS == [("joined", "invite:club", "grace")]
 
 
+@records_calls
 async def test_handle_joined_receives_the_join_payload_as_message_payload(channels_ws):
     ada = await channels_ws()
 
@@ -119,6 +125,7 @@ async def test_a_broadcast_from_handle_joined_reaches_the_joiner_after_its_reply
     assert seen == user_joined
 
 
+@records_calls
 async def test_joining_a_joined_topic_again_does_not_run_handle_joined_again(channels_ws):
     ada = await channels_ws()
     await ada.join("invite:club", payload={"invite": "ok"})
@@ -185,6 +192,7 @@ async def test_handle_message_that_publishes_nothing_gets_an_empty_ok_reply(chan
     await ada.silent()
 
 
+@records_calls
 async def test_plain_function_hooks_work_like_coroutines(channels_ws):
     ada = await channels_ws()
 
@@ -204,6 +212,7 @@ async def test_plain_function_hooks_work_like_coroutines(channels_ws):
 # -- handle_leave -------------------------------------------------------------------------------
 
 
+@records_calls
 async def test_handle_leave_runs_on_an_explicit_leave(channels_ws):
     ada = await channels_ws()
     grace = await channels_ws(**as_user("grace"))
@@ -220,6 +229,7 @@ async def test_handle_leave_runs_on_an_explicit_leave(channels_ws):
     assert "user_left" not in subjects(await ada.drain())
 
 
+@records_calls
 async def test_handle_leave_runs_for_every_topic_when_the_connection_drops(channels_ws):
     ada = await channels_ws()
     grace = await channels_ws(**as_user("grace"))
@@ -250,6 +260,7 @@ async def test_handle_leave_runs_when_the_server_disconnects_the_client(channels
     assert CALLS == [("joined", "invite:club", "ada"), ("leave", "invite:club", "ada")]
 
 
+@records_calls
 async def test_handle_leave_runs_when_the_connection_drops_during_handle_joined(channels_ws):
     ada = await channels_ws()
     await ada.send({"event": "join", "topic": "slowjoin:x", "payload": {"wait": 0.5}, "ref": "j"})
@@ -292,6 +303,7 @@ async def test_messages_sent_before_a_leave_reach_the_sender_first(channels_ws):
     assert [m["payload"] for m in await ada.messages(5)] == [0, 1, 2, 3, 4]
 
 
+@records_calls
 async def test_handle_leave_does_not_run_for_a_rejected_join(channels_ws):
     ada = await channels_ws()
     reply = await ada.request({"event": "join", "topic": "invite:club"})
@@ -368,6 +380,7 @@ async def test_push_reaches_only_the_client_with_a_null_offset_outside_history(c
     assert history["payload"]["response"] == {"messages": []}
 
 
+@records_calls
 async def test_kick_sends_a_close_frame_then_runs_handle_leave(channels_ws):
     ada = await channels_ws()
     grace = await channels_ws(**as_user("grace"))

@@ -1,4 +1,5 @@
-"""Limits that close a connection: 4x max_message_size (1009) and a slow consumer (4008)."""
+"""Limits that close a connection: 4x max_message_size (1009) and a slow consumer (4008),
+on every host (tests/hosts.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import psutil
 import pytest
 
 from .support import SpawnedServer, error_reason
+
+pytestmark = pytest.mark.on_every_host
 
 
 @pytest.fixture

@@ -1,10 +1,13 @@
-"""Gapless recovery after a reconnect, retention, and history across a server restart."""
+"""Gapless recovery after a reconnect, retention, and history across a server restart,
+on every host (tests/hosts.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from .support import SpawnedServer
+
+pytestmark = pytest.mark.on_every_host
 
 
 @pytest.fixture
