@@ -21,7 +21,7 @@ import pytest
 
 from .channels_fixture import USER_HEADER, USERS
 from .service_support import SpawnedService
-from .support import ChannelsClient
+from .support import ChannelsClient, SpawnedServer
 
 #: Fixtures that reach into the in-process Jupyter server (or patch objects of this
 #: process): a test that uses one has nothing to talk to on the service.
@@ -30,6 +30,9 @@ IN_PROCESS = frozenset({"channels_app", "jp_serverapp", "jp_fetch", "jp_ws_fetch
 #: ``(host, broker)`` of a test on every host.
 HOSTS_AND_BROKERS = [("extension", "local"), ("extension", "redis"), ("service", "local")]
 IDS = ["extension-local", "extension-redis", "service"]
+
+#: A test that starts its own server process runs once per host, with ``spawn(host, ...)``.
+each_spawned_host = pytest.mark.parametrize("host", ["extension", "service"])
 
 
 def configure(config: pytest.Config) -> None:
@@ -70,6 +73,16 @@ def every_host(metafunc: pytest.Metafunc) -> None:
 def config_file(traits: dict[str, Any]) -> str:
     """``ChannelsApp`` traits as config-file lines (dicts and ``None`` included)."""
     return "".join(f"c.ChannelsApp.{name} = {value!r}\n" for name, value in traits.items())
+
+
+def spawn(
+    host: str, root: Path, history_path: Path, **traits: Any
+) -> SpawnedServer | SpawnedService:
+    """A server process of ``host`` with ``ChannelsApp`` ``traits``, not started yet: a
+    ``jupyter server`` with the extension, or ``jupyter channels serve``."""
+    if host == "service":
+        return SpawnedService(root, history_path=history_path, **traits)
+    return SpawnedServer(root, history_path, **traits)
 
 
 def start_service(root: Path, traits: dict[str, Any]) -> SpawnedService:

@@ -40,7 +40,8 @@ class SpawnedService:
     """``jupyter channels serve`` with the test channels importable, on a free port.
 
     ``config`` lines go into its config file (``c.ChannelsApp.x = ...``); ``traits`` are
-    ``ChannelsApp`` traits given on the command line. Its output goes to ``log_path``.
+    ``ChannelsApp`` traits given on the command line. Its history is ``history_path``
+    (default: in ``root``); its output goes to ``log_path``.
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class SpawnedService:
         *,
         config: str = "",
         port: int | None = None,
+        history_path: Path | None = None,
         args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         **traits: Any,
@@ -61,6 +63,7 @@ class SpawnedService:
         self.traits = traits
         self.tokens_path = root / "tokens.json"
         self.config_path = root / "service_config.py"
+        self.history_path = history_path or root / "history.sqlite"
         self.log_path = root / f"service-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.token = token_of("ada")
@@ -82,7 +85,7 @@ class SpawnedService:
             sys.executable, "-m", "jupyter_channels.cli", "serve",
             f"--port={self.port}", f"--tokens={self.tokens_path}",
             f"--config={self.config_path}",
-            f"--ChannelsApp.history_path={self.root / 'history.sqlite'}",
+            f"--ChannelsApp.history_path={self.history_path}",
             "--ChannelsService.tokens_check_interval=0.2",
             *(f"--ChannelsApp.{k}={v}" for k, v in self.traits.items()),
             *self.args,

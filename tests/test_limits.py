@@ -15,6 +15,7 @@ import urllib.request
 import psutil
 import pytest
 
+from .hosts import each_spawned_host, spawn
 from .support import SpawnedServer, error_reason
 
 pytestmark = pytest.mark.on_every_host
@@ -128,11 +129,13 @@ def _presence(server: SpawnedServer, topic: str) -> dict:
         return json.loads(response.read())
 
 
-async def test_a_client_that_stops_reading_is_closed_with_4008_and_memory_stays_bounded(tmp_path):
+@each_spawned_host
+async def test_a_client_that_stops_reading_is_closed_with_4008_and_memory_stays_bounded(
+    tmp_path, host
+):
     max_queued = 4 * 1024 * 1024
-    server = SpawnedServer(
-        tmp_path, tmp_path / "history.sqlite", rate_limit=0, history_size=50
-    ).start()
+    server = spawn(host, tmp_path, tmp_path / "history.sqlite", rate_limit=0, history_size=50)
+    server.start()
     try:
         topic = "chat:flood"
         payload = {"blob": "y" * 100_000}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .support import SpawnedServer
+from .hosts import each_spawned_host, spawn
 
 pytestmark = pytest.mark.on_every_host
 
@@ -93,9 +93,10 @@ async def test_messages_published_during_a_join_arrive_once_and_in_order(channel
         await reader.silent(0.2)
 
 
-async def test_history_survives_a_server_restart_with_the_same_offsets(tmp_path):
+@each_spawned_host
+async def test_history_survives_a_server_restart_with_the_same_offsets(tmp_path, host):
     history = tmp_path / "history.sqlite"
-    first = SpawnedServer(tmp_path / "one", history).start()
+    first = spawn(host, tmp_path / "one", history).start()
     try:
         client = await first.connect()
         join = await client.join("chat:durable")
@@ -106,7 +107,7 @@ async def test_history_survives_a_server_restart_with_the_same_offsets(tmp_path)
     finally:
         first.stop()
 
-    second = SpawnedServer(tmp_path / "two", history).start()
+    second = spawn(host, tmp_path / "two", history).start()
     try:
         client = await second.connect()
         join = await client.join("chat:durable", since=0)
