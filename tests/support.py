@@ -240,6 +240,9 @@ class SpawnedServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = root / f"server-{self.port}.log"
 
+    #: What answers once the server is up (a server pointing at a service has no channels).
+    ready_path = "api/channels/topics"
+
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
@@ -270,7 +273,7 @@ class SpawnedServer:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
             try:
                 req = urllib.request.Request(
-                    self.http_url + "api/channels/topics",
+                    self.http_url + self.ready_path,
                     headers={"Authorization": f"token {self.token}"},
                 )
                 with urllib.request.urlopen(req, timeout=2):

@@ -93,6 +93,8 @@ AUTH_RESOURCE = "channels"
 #: Environment variables exported for kernels launched by the server.
 ENV_URL = "JUPYTER_CHANNELS_URL"
 ENV_TOKEN = "JUPYTER_CHANNELS_TOKEN"
+#: The channels service a Jupyter server points its users at (``ChannelsApp.service_url``).
+ENV_SERVICE_URL = "JUPYTER_CHANNELS_SERVICE_URL"
 
 #: URL paths below the server's ``base_url``.
 WS_PATH = "api/channels/websocket"

@@ -16,9 +16,11 @@ Two sides, each with its own WebSocket:
 - The browser side (``js/widget.js``, built into ``static/``) connects from the
   widget model's ``initialize`` with the page's own Jupyter login (one socket per
   page, shared by every widget) and works while the kernel is busy. Outside a
-  Jupyter page it asks this side for an endpoint through a custom message (so a
-  token is never written into the saved widget state); the answer carries the
-  kernel token, never the Jupyter server's.
+  Jupyter page, for a widget given a ``url``, and when the Jupyter server points
+  at a channels service (``$JUPYTER_CHANNELS_SERVICE_URL``), it asks this side for
+  an endpoint through a custom message (so a token is never written into the
+  saved widget state); the answer carries the kernel token, the service token or
+  the widget's own, never the Jupyter server's.
 - The kernel side (``send``, ``on``, ``messages``, ``members``) is the Python client
   on a connection of its own, opened and joined on first use; from then on the
   kernel is one of the members (user ``kernel``).
@@ -46,7 +48,7 @@ from . import sharing
 from .client import ChannelError, Connection, Subscription, resolve
 from .client.aio import Callback
 from .client.discovery import Endpoint
-from .constants import DEFAULT_HISTORY_LIMIT, ENV_TOKEN, TOPIC_RE
+from .constants import DEFAULT_HISTORY_LIMIT, ENV_SERVICE_URL, ENV_TOKEN, TOPIC_RE
 from .message import Message
 from .protocol import JSON
 
@@ -79,15 +81,18 @@ class ChannelWidget(anywidget.AnyWidget):
     """A live view of ``topic``: header (topic, connection state, who is here), the
     feed (text, shared cells as code with Copy, other subjects as JSON), an input box.
 
-    ``url`` / ``token`` pick the server for the kernel side (and for the browser
-    side outside a Jupyter page); by default it is discovered as ``jc.connect()``
-    does.
+    ``url`` / ``token`` pick the server (or service) for both sides; by default the
+    kernel side discovers it as ``jc.connect()`` does, and the browser side uses
+    its Jupyter page's endpoint and login.
     """
 
     _esm = _STATIC / "widget.js"
     _css = _STATIC / "widget.css"
 
     topic = traitlets.Unicode(help="The topic shown; set it to switch topics.").tag(sync=True)
+    #: Whether the page asks this side for its endpoint even inside a Jupyter page: the
+    #: channels are not the page's own server's.
+    _endpoint_from_kernel = traitlets.Bool(False).tag(sync=True)
 
     def __init__(
         self, topic: str, *, url: str | None = None, token: str | None = None, **kwargs: Any
@@ -98,7 +103,8 @@ class ChannelWidget(anywidget.AnyWidget):
         self._sub: Subscription | None = None
         self._handlers: list[tuple[str, Callback]] = []
         self._lock = threading.RLock()
-        super().__init__(topic=topic, **kwargs)
+        elsewhere = bool(url or os.environ.get(ENV_SERVICE_URL))
+        super().__init__(topic=topic, _endpoint_from_kernel=elsewhere, **kwargs)
         self.on_msg(self._on_custom_message)
         WIDGETS.add(self)
 

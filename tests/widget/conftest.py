@@ -88,6 +88,9 @@ class Lab:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = root / "lab.log"
 
+    #: What answers once it is up (a lab pointing at a channels service has no channels).
+    ready_path = "api/channels/topics"
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
@@ -121,7 +124,7 @@ class Lab:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"jupyter lab exited: {self.log_tail()}")
             try:
-                self.rest("GET", "api/channels/topics")
+                self.rest("GET", self.ready_path)
                 return self
             except OSError:
                 time.sleep(0.2)

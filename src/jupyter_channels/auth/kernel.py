@@ -43,6 +43,10 @@ def websocket_url(ip: str, port: int, base_url: str, secure: bool) -> str:
 
 
 def export_env(url: str, token: str) -> None:
-    """Make the endpoint and token visible to every kernel the server launches from now on."""
+    """Make the endpoint and token visible to every kernel the server launches from now on
+    (no token: none is exported, and none inherited from the server's own environment)."""
     os.environ[ENV_URL] = url
-    os.environ[ENV_TOKEN] = token
+    if token:
+        os.environ[ENV_TOKEN] = token
+    else:
+        os.environ.pop(ENV_TOKEN, None)
