@@ -2,7 +2,9 @@
 
 At start the extension mints a random token, accepts it on the channels
 endpoints only, and exports ``JUPYTER_CHANNELS_URL`` / ``JUPYTER_CHANNELS_TOKEN``
-into the server's own environment, which the kernels it launches inherit.
+into the server's own environment, which the kernels it launches inherit. A
+server pointing at a channels service (``ChannelsApp.service_url``) exports the
+service's endpoint and ``service_token`` instead, and mints no token.
 """
 
 from __future__ import annotations
