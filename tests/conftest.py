@@ -96,6 +96,16 @@ def channels_ws(request, host, broker_url, channels_config):
 
 
 @pytest.fixture
+def channels_fetch(request, host, broker_url, channels_config):
+    """``await channels_fetch(*path, **jp_fetch_kwargs)``: a request below ``api/channels/``
+    of ``host``, as ``jp_fetch`` makes it (``headers=as_user("grace")["headers"]``: as grace)."""
+    if host == "service":
+        return hosts.service_fetch_factory(request.getfixturevalue("channels_service"))
+    jp_fetch = request.getfixturevalue("jp_fetch")
+    return lambda *path, **kwargs: jp_fetch("api", "channels", *path, **kwargs)
+
+
+@pytest.fixture
 def channels_service(tmp_path, channels_config):
     """``jupyter channels serve`` with ``channels_config``, fresh for the test."""
     service = hosts.start_service(tmp_path / "service", channels_config)

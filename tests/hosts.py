@@ -6,21 +6,25 @@ subprocess started for the test with the test's ``ChannelsApp`` traits (on the
 embedded broker: Redis behind the service is tested by test_service_replicas.py).
 
 A module opts in with ``pytestmark = pytest.mark.on_every_host``; then each of
-its tests that talks to the endpoint through ``channels_ws`` runs on both
-hosts, except those that reach into the in-process server (its fixtures
-below, or a test marked ``extension_only(why)``): they stay on the extension.
+its tests that talks to the host through ``channels_ws`` or ``channels_fetch``
+(fixtures that follow ``host``) runs on both hosts, except those that reach into
+the in-process server (its fixtures below, or a test marked
+``extension_only(why)``): they stay on the extension.
 """
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tornado.escape import url_escape
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from .channels_fixture import USER_HEADER, USERS
-from .service_support import SpawnedService
+from .service_support import SpawnedService, token_of
 from .support import ChannelsClient, SpawnedServer
 
 #: Fixtures that reach into the in-process Jupyter server (or patch objects of this
@@ -51,7 +55,7 @@ def runs_on_every_host(metafunc: pytest.Metafunc) -> bool:
     return (
         definition.get_closest_marker("on_every_host") is not None
         and definition.get_closest_marker("extension_only") is None
-        and "channels_ws" in metafunc.fixturenames
+        and "host" in metafunc.fixturenames
         and not IN_PROCESS.intersection(metafunc.fixturenames)
     )
 
@@ -99,6 +103,28 @@ def service_connect_factory(service: SpawnedService) -> Callable[..., Any]:
         return await service.connect(user, Origin=f"http://127.0.0.1:{service.port}")
 
     return connect
+
+
+def service_fetch_factory(service: SpawnedService) -> Callable[..., Any]:
+    """``channels_fetch`` of the service: ``jp_fetch``'s arguments below
+    ``api/channels/``, as the user ``as_user`` names, from a page of the service."""
+
+    async def fetch(
+        *parts: str,
+        headers: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> HTTPResponse:
+        headers = dict(headers or {})
+        user = headers.pop(USER_HEADER, "ada")
+        headers.setdefault("Authorization", f"token {token_of(user)}")
+        headers.setdefault("Origin", f"http://127.0.0.1:{service.port}")
+        url = f"{service.http_url}api/channels/{url_escape('/'.join(parts), plus=False)}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        return await AsyncHTTPClient().fetch(url, headers=headers, request_timeout=20, **kwargs)
+
+    return fetch
 
 
 def identities(host: str) -> dict[str, tuple[str, str, str | None]]:

@@ -1,4 +1,5 @@
-"""The REST API under ``{base_url}api/channels/``: topics, history, posting, presence."""
+"""The REST API under ``{base_url}api/channels/``: topics, history, posting, presence, on
+every host (tests/hosts.py)."""
 
 from __future__ import annotations
 
@@ -13,19 +14,21 @@ from jupyter_channels.history.base import StoreUnavailable
 from .channels_fixture import as_user
 from .support import config
 
+pytestmark = pytest.mark.on_every_host
+
 CHAT = "chat:lobby"
 
 
 @pytest.fixture
-def rest(jp_fetch):
+def rest(channels_fetch):
     """``await rest(method, *path, body=..., **kwargs)`` -> ``(status, parsed body)``;
     error statuses are returned, not raised."""
 
     async def call(method: str, *path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
         if body is not None and not isinstance(body, (str, bytes)):
             body = json.dumps(body)
-        response = await jp_fetch(
-            "api", "channels", *path, method=method, body=body, raise_error=False, **kwargs
+        response = await channels_fetch(
+            *path, method=method, body=body, raise_error=False, **kwargs
         )
         return response.code, json.loads(response.body) if response.body else None
 
