@@ -7,9 +7,10 @@ embedded broker: Redis behind the service is tested by test_service_replicas.py)
 
 A module opts in with ``pytestmark = pytest.mark.on_every_host``; then each of
 its tests that talks to the host through ``channels_ws`` or ``channels_fetch``
-(fixtures that follow ``host``) runs on both hosts, except those that reach into
-the in-process server (its fixtures below, or a test marked
-``extension_only(why)``): they stay on the extension.
+runs on both hosts, except those that reach into the in-process server (its
+fixtures below, or a test marked ``extension_only(why)``): they stay on the
+extension. A test that starts its own server process is marked
+``each_spawned_host`` and starts it with ``spawn(host, ...)``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from .support import ChannelsClient, SpawnedServer
 #: process): a test that uses one has nothing to talk to on the service.
 IN_PROCESS = frozenset({"channels_app", "jp_serverapp", "jp_fetch", "jp_ws_fetch", "monkeypatch"})
 
+#: The fixtures that talk to whichever host the test runs on.
+FOLLOW_HOST = frozenset({"channels_ws", "channels_fetch"})
+
 #: ``(host, broker)`` of a test on every host.
 HOSTS_AND_BROKERS = [("extension", "local"), ("extension", "redis"), ("service", "local")]
 IDS = ["extension-local", "extension-redis", "service"]
@@ -41,8 +45,8 @@ each_spawned_host = pytest.mark.parametrize("host", ["extension", "service"])
 
 def configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "on_every_host: run the module's channels_ws tests on the extension and on "
-        "the service (tests/hosts.py)",
+        "markers", "on_every_host: run the module's channels_ws and channels_fetch tests on the "
+        "extension and on the service (tests/hosts.py)",
     )  # fmt: skip
     config.addinivalue_line(
         "markers", "extension_only(why): a test of an on_every_host module that observes the "
@@ -55,7 +59,7 @@ def runs_on_every_host(metafunc: pytest.Metafunc) -> bool:
     return (
         definition.get_closest_marker("on_every_host") is not None
         and definition.get_closest_marker("extension_only") is None
-        and "host" in metafunc.fixturenames
+        and not FOLLOW_HOST.isdisjoint(metafunc.fixturenames)
         and not IN_PROCESS.intersection(metafunc.fixturenames)
     )
 
