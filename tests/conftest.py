@@ -79,8 +79,8 @@ def channels_app(jp_serverapp):
 
 @pytest.fixture
 def host() -> str:
-    """Which host serves ``channels_ws``: the extension, unless the test runs on every
-    host (tests/hosts.py)."""
+    """Which host ``channels_ws`` and ``channels_fetch`` talk to: the extension, unless the
+    test runs on every host (tests/hosts.py)."""
     return "extension"
 
 
@@ -98,7 +98,7 @@ def channels_ws(request, host, broker_url, channels_config):
 @pytest.fixture
 def channels_fetch(request, host, broker_url, channels_config):
     """``await channels_fetch(*path, **jp_fetch_kwargs)``: a request below ``api/channels/``
-    of ``host``, as ``jp_fetch`` makes it (``headers=as_user("grace")["headers"]``: as grace)."""
+    of ``host``, as ``jp_fetch`` makes it (``**as_user("grace")``: as grace)."""
     if host == "service":
         return hosts.service_fetch_factory(request.getfixturevalue("channels_service"))
     jp_fetch = request.getfixturevalue("jp_fetch")

@@ -104,7 +104,7 @@ def service_connect_factory(service: SpawnedService) -> Callable[..., Any]:
 
     async def connect(headers: dict[str, str] | None = None) -> ChannelsClient:
         user = (headers or {}).get(USER_HEADER, "ada")
-        return await service.connect(user, Origin=f"http://127.0.0.1:{service.port}")
+        return await service.connect(user, Origin=service.origin)
 
     return connect
 
@@ -122,7 +122,7 @@ def service_fetch_factory(service: SpawnedService) -> Callable[..., Any]:
         headers = dict(headers or {})
         user = headers.pop(USER_HEADER, "ada")
         headers.setdefault("Authorization", f"token {token_of(user)}")
-        headers.setdefault("Origin", f"http://127.0.0.1:{service.port}")
+        headers.setdefault("Origin", service.origin)
         url = f"{service.http_url}api/channels/{url_escape('/'.join(parts), plus=False)}"
         if params:
             url += "?" + urllib.parse.urlencode(params)

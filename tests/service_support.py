@@ -73,6 +73,11 @@ class SpawnedService:
         return f"http://127.0.0.1:{self.port}/"
 
     @property
+    def origin(self) -> str:
+        """The service's own origin, as a page it served would send it."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/api/channels/websocket"
 
