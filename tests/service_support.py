@@ -11,11 +11,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .channels_fixture import USERS
+from .channels_fixture import GROUPS, USERS
 from .support import REPO_ROOT, ChannelsClient, _request, free_port, stop_process
 
 #: A token per test user (the users of tests/channels_fixture.py), and their groups.
-GROUPS = {"grace": ["teachers"]}
 TOKENS = {f"{username}-token-{'0' * 12}": username for username in USERS}
 
 

@@ -57,14 +57,17 @@ def _no_calls():
     CALLS.clear()
 
 
+pytestmark = pytest.mark.on_every_host
+#: CALLS is recorded by a server in this process: the extension's, not the service's.
+records_calls = pytest.mark.extension_only("reads CALLS, recorded by a server in this process")
+
+
 @pytest.fixture
-def rest(jp_fetch):
+def rest(channels_fetch):
     """``await rest(method, *path, user=..., body=...)`` -> ``(status, parsed body)``."""
 
     async def call(method: str, *path: str, user: str = "ada", body: Any = None):
-        response = await jp_fetch(
-            "api",
-            "channels",
+        response = await channels_fetch(
             *path,
             method=method,
             body=None if body is None else json.dumps(body),
@@ -94,6 +97,7 @@ def join(topic: str) -> dict[str, Any]:
 # -- the WebSocket ---------------------------------------------------------------------------------
 
 
+@records_calls
 @rules(RULES)
 async def test_anyone_reads_announcements_and_only_teachers_send_them(channels_ws):
     ada = await channels_ws(**as_user("ada"))
@@ -113,6 +117,7 @@ async def test_anyone_reads_announcements_and_only_teachers_send_them(channels_w
     assert ("message", "announce:class", "grace") in CALLS
 
 
+@records_calls
 @rules(RULES)
 async def test_a_refused_join_never_runs_the_hook_nor_joins(channels_ws):
     alan = await channels_ws(**as_user("alan"))
@@ -126,6 +131,7 @@ async def test_a_refused_join_never_runs_the_hook_nor_joins(channels_ws):
     assert error_reason(reply) == "not_joined"
 
 
+@records_calls
 @rules(RULES)
 async def test_an_inbox_is_joined_by_its_owner_alone(channels_ws):
     ada = await channels_ws(**as_user("ada"))
@@ -174,6 +180,7 @@ async def test_the_catch_all_rule_lets_everyone_join_and_send(channels_ws):
     assert await alan.publish("chat:lobby") == 1
 
 
+@records_calls
 @rules([{"topic": "chat:*", "join": "*", "send": "*"}])
 async def test_a_topic_no_rule_matches_is_refused(channels_ws):
     grace = await channels_ws(**as_user("grace"))
@@ -206,6 +213,7 @@ async def test_without_rules_everyone_may_do_everything(channels_ws):
 # -- REST ------------------------------------------------------------------------------------------
 
 
+@records_calls
 @rules(RULES)
 async def test_a_refused_rest_post_is_unauthorized_and_never_runs_the_hook(rest):
     status, body = await rest(
@@ -284,6 +292,7 @@ async def test_the_topic_list_shows_each_user_only_topics_they_may_join(rest, ch
     assert await listed("alan") == ["chat:lobby"]
 
 
+@records_calls
 @rules([{"topic": "chat:*", "join": "*", "send": "*"}])
 async def test_rest_on_a_topic_no_rule_matches_is_refused(rest):
     for method, path, action in (
