@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..brokers.base import Broker
-from ..channel import Reject, Router
+from ..channel import Channel, Reject, Router
 from ..connection import Client, Subscription
 from ..constants import (
     DEFAULT_HEARTBEAT_INTERVAL,
@@ -148,6 +148,25 @@ class HubBase:
             client.send_text(error_frame(code, detail))
         else:
             client.send_text(error_reply(topic, ref, code, detail))
+
+    def _channel(self, client: Client, frame: Frame) -> Channel | None:
+        """The channel serving the frame's topic; else ``unmatched_topic`` is answered."""
+        topic = frame.topic
+        channel = self.router.match(topic) if topic is not None else None
+        if channel is None:
+            self._fail(
+                client, ErrorCode.UNMATCHED_TOPIC, f"no channel serves {topic!r}", frame.ref, topic
+            )
+        return channel
+
+    def _joined(self, client: Client, frame: Frame) -> Subscription | None:
+        """The client's joined subscription of the frame's topic; else ``not_joined``."""
+        topic = frame.topic
+        sub = client.subscriptions.get(topic) if topic is not None else None
+        if sub is None or sub.pending is not None:
+            self._fail(client, ErrorCode.NOT_JOINED, f"not joined to {topic!r}", frame.ref, topic)
+            return None
+        return sub
 
     def _reply(self, client: Client, frame: Frame, response: JSON = None) -> None:
         if frame.ref is not None:

@@ -80,11 +80,8 @@ class Membership(HubBase):
                 topic,
             )
             return
-        channel = self.router.match(topic)
+        channel = self._channel(client, frame)
         if channel is None:
-            self._fail(
-                client, ErrorCode.UNMATCHED_TOPIC, f"no channel serves {topic!r}", frame.ref, topic
-            )
             return
 
         # Subscribe first, holding live messages back (see the module's docstring).

@@ -48,9 +48,8 @@ class Messages(HubBase):
     async def _message(self, client: Client, frame: Frame) -> None:
         topic = frame.topic
         assert topic is not None
-        sub = client.subscriptions.get(topic)
-        if sub is None or sub.pending is not None:
-            self._fail(client, ErrorCode.NOT_JOINED, f"not joined to {topic!r}", frame.ref, topic)
+        sub = self._joined(client, frame)
+        if sub is None:
             return
         if not client.can_write:
             self._fail(
@@ -61,11 +60,8 @@ class Messages(HubBase):
                 topic,
             )
             return
-        channel = self.router.match(topic)
+        channel = self._channel(client, frame)
         if channel is None:
-            self._fail(
-                client, ErrorCode.UNMATCHED_TOPIC, f"no channel serves {topic!r}", frame.ref, topic
-            )
             return
         message = Message(topic, frame.subject, frame.payload, frame.ref)
         task = self._spawn(self._run_message(channel, client, message))

@@ -73,9 +73,8 @@ class Reads(HubBase):
     async def _history(self, client: Client, frame: Frame) -> None:
         topic = frame.topic
         assert topic is not None
-        sub = client.subscriptions.get(topic)
-        if sub is None or sub.pending is not None:
-            self._fail(client, ErrorCode.NOT_JOINED, f"not joined to {topic!r}", frame.ref, topic)
+        sub = self._joined(client, frame)
+        if sub is None:
             return
         if frame.ref is None:
             return
