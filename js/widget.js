@@ -10,6 +10,7 @@
 
 import { ChannelError, getSocket } from "./client.js";
 import { DEFAULT_HISTORY_LIMIT, DEFAULT_TIMEOUT_MS, ErrorCode, Subject, WS_PATH } from "./constants.js";
+import { hubEndpoint, signIn } from "./signin.js";
 
 /** @typedef {import("./client.js").Message} Message */
 /** @typedef {import("./client.js").Members} Members */
@@ -17,7 +18,11 @@ import { DEFAULT_HISTORY_LIMIT, DEFAULT_TIMEOUT_MS, ErrorCode, Subject, WS_PATH 
 /** @typedef {import("./client.js").Socket} Socket */
 /** @typedef {{topic: string, _endpoint_from_kernel: boolean}} Model */
 /** @typedef {import("@anywidget/types").AnyModel<Model>} AnyModel */
-/** @typedef {{url: string, token: string}} Endpoint */
+/**
+ * Where the page connects; `login` (from the kernel, under JupyterHub) is the path of the
+ * channels service's login endpoint, where the page signs in before connecting.
+ * @typedef {{url: string, token: string, login?: string}} Endpoint
+ */
 
 /** The compose box's note on a topic this user may read but not send to. */
 export const READ_ONLY_NOTE = "read-only: you may read this topic but not send to it";
@@ -34,6 +39,11 @@ export function refusalLine(topic, { reason, detail }) {
 
 /** @type {Set<string>} errors of a join that say the topic is not for this user: shown in the header */
 const REFUSALS = new Set([ErrorCode.UNAUTHORIZED, ErrorCode.JOIN_REJECTED, ErrorCode.UNMATCHED_TOPIC]);
+
+/** The header's note beside the link that signs in to a channels service under JupyterHub. */
+export const SIGN_IN_NOTE = "the channels service needs you to sign in; this widget connects once you have";
+/** How often a widget that is not signed in tries again (also whenever the window regains focus). */
+const SIGN_IN_RETRY_MS = 5_000;
 
 /** How a notice about a rejoin being retried starts (it goes once the topic is joined). */
 const RETRY_NOTICE = "cannot rejoin";
@@ -54,6 +64,7 @@ const STATE_LABELS = {
   reconnecting: "reconnecting",
   offline: "offline",
   closed: "closed",
+  "signed-out": "not signed in",
   joining: "joining",
   rejoining: "rejoining",
   retrying: "retrying",
@@ -92,7 +103,7 @@ export function pageEndpoint(doc) {
  * @param {() => void} onSlow
  * @returns {Promise<Endpoint>}
  */
-function kernelEndpoint(model, onSlow) {
+export function kernelEndpoint(model, onSlow) {
   return new Promise((resolve, reject) => {
     const slow = setTimeout(onSlow, DEFAULT_TIMEOUT_MS);
     /** @param {any} msg */
@@ -100,8 +111,14 @@ function kernelEndpoint(model, onSlow) {
       if (!msg || msg.kind !== "endpoint") return;
       clearTimeout(slow);
       model.off("msg:custom", handler);
-      if (typeof msg.url === "string" && msg.url) resolve({ url: msg.url, token: msg.token || "" });
-      else reject(new Error(msg.error || "the kernel found no Jupyter server"));
+      if (typeof msg.url === "string" && msg.url) {
+        /** @type {Endpoint} */
+        const endpoint = { url: msg.url, token: msg.token || "" };
+        if (typeof msg.login === "string" && msg.login) endpoint.login = msg.login;
+        resolve(endpoint);
+      } else {
+        reject(new Error(msg.error || "the kernel found no Jupyter server"));
+      }
     };
     model.on("msg:custom", handler);
     model.send({ kind: "endpoint" });
@@ -156,6 +173,10 @@ class Room {
     this.notice = "";
     /** @type {{reason: string, detail: string} | null} the server refused the join */
     this.refusal = null;
+    /** The login URL to open while the page is not signed in to the channels service, else "". */
+    this.signInUrl = "";
+    /** @type {(() => void) | null} ends the wait before the next sign-in attempt */
+    this._wake = null;
     /** Whether this user may send to the topic (false: read-only, from the join reply). */
     this.canSend = true;
     /** @type {Set<View>} */
@@ -189,7 +210,16 @@ class Room {
         this._update();
       }));
     if (this._disposed) return;
-    const socket = getSocket(endpoint.url, { token: endpoint.token });
+    let url = endpoint.url;
+    if (endpoint.login) {
+      // Under JupyterHub: the page reaches the service through the hub's proxy, on its
+      // own origin, with the service's OAuth cookie.
+      const hub = hubEndpoint({ url, login: endpoint.login }, window.location.href);
+      if (!hub) throw new Error(`cannot sign in to ${url} from this page`);
+      url = hub.url;
+      if (!(await this._signIn(hub.login))) return;
+    }
+    const socket = getSocket(url, { token: endpoint.token });
     this.socket = socket;
     this.state = socket.state;
     this._cleanup.push(
@@ -199,6 +229,47 @@ class Room {
       }),
     );
     await this.switchTopic(this.topic);
+  }
+
+  /**
+   * Sign in to the channels service, again and again until it works: while it does
+   * not, every view shows a link that signs in in a new tab.
+   * @param {string} loginUrl
+   * @returns {Promise<boolean>} signed in (false: disposed first)
+   */
+  async _signIn(loginUrl) {
+    for (;;) {
+      const user = await signInOnce(loginUrl);
+      if (this._disposed) return false;
+      if (user) {
+        this.signInUrl = "";
+        this.state = "connecting";
+        this._update();
+        return true;
+      }
+      if (!this.signInUrl) {
+        this.signInUrl = loginUrl;
+        this.state = "signed-out";
+        this._update();
+      }
+      await this._nextSignIn();
+      if (this._disposed) return false;
+    }
+  }
+
+  /** Wait for the window to regain focus, `SIGN_IN_RETRY_MS`, or disposal. */
+  _nextSignIn() {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        window.removeEventListener("focus", wake);
+        this._wake = null;
+        resolve(undefined);
+      };
+      const timer = setTimeout(wake, SIGN_IN_RETRY_MS);
+      window.addEventListener("focus", wake);
+      this._wake = wake;
+    });
   }
 
   /** @param {string} topic */
@@ -310,6 +381,7 @@ class Room {
 
   dispose() {
     this._disposed = true;
+    this._wake?.();
     this.model.off("change:topic", this._onTopic);
     for (const off of this._cleanup.splice(0)) off();
     const channel = this.channel;
@@ -338,6 +410,22 @@ export function serverAnswer(error) {
 function describe(error) {
   if (error instanceof ChannelError) return error.detail || error.reason;
   return error instanceof Error ? error.message : String(error);
+}
+
+/** @type {Map<string, Promise<{username: string, name: string} | null>>} sign-ins under way */
+const signingIn = new Map();
+
+/**
+ * One sign-in per login URL at a time, shared by every widget of the page.
+ * @param {string} loginUrl
+ */
+function signInOnce(loginUrl) {
+  let pending = signingIn.get(loginUrl);
+  if (!pending) {
+    pending = signIn(loginUrl).finally(() => signingIn.delete(loginUrl));
+    signingIn.set(loginUrl, pending);
+  }
+  return pending;
 }
 
 /** @type {WeakMap<AnyModel, Room>} */
@@ -557,6 +645,12 @@ function mount(room, el) {
   // Its own row of the header: why this topic could not be joined.
   const refusal = h("div", "jc-refusal");
   refusal.setAttribute("role", "alert");
+  // Its own row too: the link that signs in to a channels service under JupyterHub.
+  const signInRow = h("div", "jc-signin-row");
+  const signInLink = h("a", "jc-signin", "Sign in to channels");
+  signInLink.target = "_blank";
+  signInLink.rel = "noopener";
+  signInRow.append(signInLink, h("span", "jc-signin-note", SIGN_IN_NOTE));
   header.append(topic, state, presence, refusal);
   const notice = h("div", "jc-notice");
   const feed = h("div", "jc-feed");
@@ -610,6 +704,13 @@ function mount(room, el) {
       notice.hidden = !room.notice;
       refusal.textContent = room.refusal ? refusalLine(room.topic, room.refusal) : "";
       refusal.hidden = !room.refusal;
+      // On the page only while needed: a link that is there signs in.
+      if (room.signInUrl) {
+        signInLink.href = room.signInUrl;
+        if (signInRow.parentNode !== header) header.append(signInRow);
+      } else {
+        signInRow.remove();
+      }
       const locked = !room.canSend || room.refusal !== null;
       root.dataset.readonly = String(!room.canSend);
       readOnly.hidden = room.canSend;

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
 import { ChannelError } from "../client.js";
-import { pageEndpoint, pngData, refusalLine, serverAnswer } from "../widget.js";
+import { kernelEndpoint, pageEndpoint, pngData, refusalLine, serverAnswer } from "../widget.js";
 
 /**
  * A document holding `#jupyter-config-data` with `config` (or none).
@@ -44,6 +44,33 @@ describe("pageEndpoint", () => {
   test("is null outside a Jupyter page, or with unreadable config", () => {
     assert.equal(pageEndpoint(page("vscode-webview://x/")), null);
     assert.equal(pageEndpoint(page("http://localhost/", "{not json")), null);
+  });
+});
+
+describe("kernelEndpoint", () => {
+  /**
+   * A widget model whose kernel side answers the endpoint question with `answer`.
+   * @param {Record<string, unknown>} answer
+   */
+  function model(answer) {
+    /** @type {Set<(msg: any) => void>} */
+    const handlers = new Set();
+    return /** @type {any} */ ({
+      on: (/** @type {string} */ _event, /** @type {(msg: any) => void} */ fn) => handlers.add(fn),
+      off: (/** @type {string} */ _event, /** @type {(msg: any) => void} */ fn) => handlers.delete(fn),
+      send: () => queueMicrotask(() => handlers.forEach((fn) => fn({ kind: "endpoint", ...answer }))),
+    });
+  }
+
+  test("carries the login path of a channels service under JupyterHub", async () => {
+    const url = "ws://127.0.0.1:8000/services/channels/api/channels/websocket";
+    const login = "/services/channels/api/channels/login";
+    assert.deepEqual(await kernelEndpoint(model({ url, token: "", login }), () => {}), { url, token: "", login });
+  });
+
+  test("has no login path otherwise", async () => {
+    const url = "ws://127.0.0.1:8888/api/channels/websocket";
+    assert.deepEqual(await kernelEndpoint(model({ url, token: "k" }), () => {}), { url, token: "k" });
   });
 });
 
