@@ -95,10 +95,14 @@ ENV_URL = "JUPYTER_CHANNELS_URL"
 ENV_TOKEN = "JUPYTER_CHANNELS_TOKEN"
 #: The channels service a Jupyter server points its users at (``ChannelsApp.service_url``).
 ENV_SERVICE_URL = "JUPYTER_CHANNELS_SERVICE_URL"
+#: Set by JupyterHub in a user's server, inherited by its kernels: their hub API token.
+ENV_HUB_TOKEN = "JUPYTERHUB_API_TOKEN"
 
 #: URL paths below the server's ``base_url``.
 WS_PATH = "api/channels/websocket"
 REST_ROOT = "api/channels/"
+#: A service under JupyterHub: where a browser signs in through the hub's OAuth.
+LOGIN_PATH = "api/channels/login"
 
 TOPIC_RE = re.compile(r"^[A-Za-z0-9_.:@/+\-]{1,255}$")
 

@@ -1,17 +1,18 @@
 """The service's edge: the endpoints of ``socket.py`` and ``rest.py`` behind the
 service's own authentication (``jupyter channels serve``).
 
-Every request must present a token of the tokens file (``auth/tokens.py``);
-nothing else is accepted, and the identity is the token's. A browser (a
-request with an ``Origin``) is accepted from the service's own origin and from
-``ChannelsService.allow_origins``; other clients send no ``Origin``. The
+Every request is authenticated by the service's authenticator: the tokens
+file (``auth/tokens.py``) or, under JupyterHub, the hub (``auth/hub.py``);
+nothing else is accepted, and the identity is the authenticator's. A browser
+(a request with an ``Origin``) is accepted from the service's own origin and
+from ``ChannelsService.allow_origins``; other clients send no ``Origin``. The
 ``kind`` of a connection is ``browser`` when it came with an ``Origin``, else
 ``kernel``.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from tornado import web, websocket
 
@@ -21,16 +22,36 @@ from ..hub import Hub
 from .rest import REST_PATTERNS, WS_PATTERN, MessagesEdge, PresenceEdge, RestEdge, TopicsEdge
 from .socket import SocketEdge
 
+if TYPE_CHECKING:
+    from ..auth.tokens import TokenUser
 
-class ServiceAuthMixin:
-    """The token of the request, as the service's identity for it."""
 
-    def get_current_user(self) -> Any:
-        handler = cast(web.RequestHandler, self)
-        tokens = cast(TokensFile, handler.settings["jupyter_channels_tokens"])
-        return tokens.identify(
+class Authenticator(Protocol):
+    """Who a request is: ``None`` when it proves nothing; ``HTTPError`` for a refusal
+    that should say more than "not authenticated"."""
+
+    async def identify(self, handler: web.RequestHandler) -> TokenUser | None: ...
+
+
+class TokensAuth:
+    """The tokens file: the request's token is its identity."""
+
+    def __init__(self, tokens: TokensFile) -> None:
+        self.tokens = tokens
+
+    async def identify(self, handler: web.RequestHandler) -> TokenUser | None:
+        return self.tokens.identify(
             presented_token(handler.request.headers, handler.get_query_argument("token", None))
         )
+
+
+class ServiceAuthMixin:
+    """The request's identity, from the service's authenticator, set before the handler runs."""
+
+    async def prepare(self) -> None:
+        handler = cast(web.RequestHandler, self)
+        auth = cast(Authenticator, handler.settings["jupyter_channels_auth"])
+        handler.current_user = await auth.identify(handler)
 
     @property
     def hub(self) -> Hub:
@@ -82,7 +103,8 @@ class ServiceSocket(SocketEdge, ServiceAuthMixin, websocket.WebSocketHandler):
 class ServiceAPIHandler(ServiceAuthMixin, web.RequestHandler):
     """Base of the service's REST handlers."""
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
+        await super().prepare()
         if self.current_user is None:
             # Without a login page to send anyone to: refused, never redirected.
             raise web.HTTPError(403, "not authenticated: a valid token is required")
