@@ -20,7 +20,9 @@ Two sides, each with its own WebSocket:
   at a channels service (``$JUPYTER_CHANNELS_SERVICE_URL``), it asks this side for
   an endpoint through a custom message (so a token is never written into the
   saved widget state); the answer carries the kernel token, the service token or
-  the widget's own, never the Jupyter server's.
+  the widget's own, never the Jupyter server's. Under JupyterHub it carries no
+  token but the service's login path: the page connects on its own origin
+  (through the hub's proxy) after signing in with the hub's OAuth.
 - The kernel side (``send``, ``on``, ``messages``, ``members``) is the Python client
   on a connection of its own, opened and joined on first use; from then on the
   kernel is one of the members (user ``kernel``).
@@ -47,7 +49,7 @@ import traitlets
 from . import sharing
 from .client import ChannelError, Connection, Subscription, resolve
 from .client.aio import Callback
-from .client.discovery import Endpoint
+from .client.discovery import Endpoint, hub_login_path
 from .constants import DEFAULT_HISTORY_LIMIT, ENV_SERVICE_URL, ENV_TOKEN, TOPIC_RE
 from .message import Message
 from .protocol import JSON
@@ -247,7 +249,11 @@ class ChannelWidget(anywidget.AnyWidget):
         except (ChannelError, ValueError) as e:
             super().send({"kind": _ENDPOINT, "error": str(e)})
             return
-        super().send({"kind": _ENDPOINT, "url": endpoint.url, "token": self._page_token(endpoint)})
+        answer = {"kind": _ENDPOINT, "url": endpoint.url, "token": self._page_token(endpoint)}
+        login = hub_login_path(endpoint)
+        if login is not None:
+            answer["login"] = login
+        super().send(answer)
 
     def _page_token(self, endpoint: Endpoint) -> str:
         """The token the page may connect with: one given to this widget, or the kernel

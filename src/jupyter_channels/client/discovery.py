@@ -1,7 +1,9 @@
 """Finding the channels endpoint and a token, for the client and the CLI alike.
 
 In order: explicit arguments; ``JUPYTER_CHANNELS_URL`` / ``JUPYTER_CHANNELS_TOKEN``
-(exported by the server into the kernels it starts); ``JPY_PARENT_PID``, the
+(exported by the server into the kernels it starts; under JupyterHub, a server
+pointing at a channels service exports no token and its kernels present their
+hub API token, ``$JUPYTERHUB_API_TOKEN``); ``JPY_PARENT_PID``, the
 server that started this kernel, through its ``jpserver-<pid>.json`` runtime file;
 then every ``jpserver-*.json`` in Jupyter's runtime directory, newest first, as
 ``jupyter server list`` shows them. A runtime file is stale when its process is
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from ..constants import ENV_TOKEN, ENV_URL, WS_PATH
+from ..constants import ENV_HUB_TOKEN, ENV_TOKEN, ENV_URL, LOGIN_PATH, WS_PATH
 from .errors import ServerNotFound
 
 
@@ -46,6 +48,18 @@ def websocket_url(url: str) -> str:
         path += "/" + WS_PATH
     query = {k: v for k, v in parse_qs(parts.query).items() if k != "token"}
     return urlunsplit((scheme, parts.netloc, path, urlencode(query, doseq=True), ""))
+
+
+def hub_login_path(endpoint: Endpoint) -> str | None:
+    """When ``endpoint`` is reached with this process's hub API token (a kernel of a
+    JupyterHub user's server pointing at a channels service): the path of the service's
+    login endpoint, where a page of the same hub signs in with the hub's OAuth. The
+    page is never given the hub API token itself."""
+    hub_token = os.environ.get(ENV_HUB_TOKEN)
+    if not hub_token or endpoint.token != hub_token:
+        return None
+    path = urlsplit(endpoint.url).path
+    return path[: -len(WS_PATH)] + LOGIN_PATH
 
 
 def _token_in(url: str) -> str | None:
@@ -155,7 +169,8 @@ def resolve(
         return Endpoint(websocket_url(url), token or _token_in(url), "arguments")
     env_url = os.environ.get(ENV_URL)
     if env_url:
-        return Endpoint(websocket_url(env_url), token or os.environ.get(ENV_TOKEN), f"${ENV_URL}")
+        env_token = token or os.environ.get(ENV_TOKEN) or os.environ.get(ENV_HUB_TOKEN)
+        return Endpoint(websocket_url(env_url), env_token, f"${ENV_URL}")
     tried = ["no url argument", f"${ENV_URL} is not set"]
     runtime = _runtime_dir()
     pid = os.environ.get("JPY_PARENT_PID")
