@@ -234,3 +234,29 @@ async def test_token_lookups_are_cached_not_asked_of_the_hub_per_connection(
         conn.conn.close()
     # Five connections with one token: the hub was asked who it is once.
     assert asked() - before == 1
+
+
+async def test_the_cli_and_share_inside_a_users_server_need_no_arguments(hub: SpawnedHub) -> None:
+    kernel = await hub.kernel("alice")
+    try:
+        # The CLI as a terminal of her server runs it: the server's environment, no flags.
+        offset = await run_in(
+            kernel,
+            "import json, subprocess, sys\n"
+            "done = subprocess.run([sys.executable, '-m', 'jupyter_channels.cli', 'send',"
+            " 'chat:tools', 'text', json.dumps({'text': 'from the CLI'})],"
+            " capture_output=True, text=True)\n"
+            "print(json.dumps(int(done.stdout.strip()) if done.returncode == 0 else done.stderr))",
+        )
+        assert isinstance(offset, int), offset
+        await kernel.run("%load_ext jupyter_channels")
+        await kernel.run("%%share chat:tools\nanswer = 6 * 7\nprint(answer)")
+    finally:
+        await kernel.shutdown()
+    page = hub.service_rest(
+        "GET", "api/channels/topics/chat:tools/messages", token=hub.token_for("bob")
+    )
+    cli, shared = page["messages"]
+    assert (cli["payload"], cli["from"]["user"]) == ({"text": "from the CLI"}, "alice")
+    assert shared["from"]["user"] == "alice"
+    assert shared["payload"]["source"] == "answer = 6 * 7\nprint(answer)"
