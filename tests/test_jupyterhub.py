@@ -260,3 +260,9 @@ async def test_the_cli_and_share_inside_a_users_server_need_no_arguments(hub: Sp
     assert (cli["payload"], cli["from"]["user"]) == ({"text": "from the CLI"}, "alice")
     assert shared["from"]["user"] == "alice"
     assert shared["payload"]["source"] == "answer = 6 * 7\nprint(answer)"
+
+
+def test_the_login_cookies_secret_is_kept_private_for_restarts(hub: SpawnedHub) -> None:
+    secret = hub.root / "channels_cookie_secret"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert len(bytes.fromhex(secret.read_text())) == 32
