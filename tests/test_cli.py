@@ -266,3 +266,14 @@ def test_the_server_is_found_through_its_runtime_file(server):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"
+
+
+def test_python_dash_m_runs_the_same_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter_channels", "serve", "--help-all"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--ChannelsService.authentication" in done.stdout
