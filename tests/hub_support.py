@@ -104,7 +104,7 @@ class SpawnedHub:
                 "name": SERVICE,
                 "url": f"http://127.0.0.1:{self.service_port}",
                 "command": [
-                    sys.executable, "-m", "jupyter_channels.cli", "serve",
+                    sys.executable, "-m", "jupyter_channels", "serve",
                     f"--config={service_config}", "--log-level=DEBUG",
                 ],
                 "oauth_no_confirm": True,
