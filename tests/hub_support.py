@@ -202,7 +202,7 @@ class SpawnedHub:
         """The channels service's process (a child of the hub)."""
         for proc in self.descendants():
             try:
-                if "jupyter_channels.cli" in " ".join(proc.cmdline()):
+                if proc.cmdline()[1:4] == ["-m", "jupyter_channels", "serve"]:
                     return proc
             except psutil.NoSuchProcess:
                 continue
