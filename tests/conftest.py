@@ -26,8 +26,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def channels_config() -> dict:
     """``ChannelsApp`` traits for the test server; override in a test module (or with
-    :func:`tests.support.config`) to change them."""
-    return {"channels": dict(CHANNELS)}
+    :func:`tests.support.config`) to change them. Presence diffs go out one per join and
+    leave, so tests read them in order (tests/test_presence_batching.py batches them)."""
+    return {"channels": dict(CHANNELS), "presence_interval": 0}
 
 
 @pytest.fixture(scope="session")

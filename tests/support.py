@@ -142,10 +142,13 @@ class ChannelsClient:
 
 
 def config(**traits: Any) -> pytest.MarkDecorator:
-    """Run one test with these ``ChannelsApp`` traits (on top of the test channels)."""
+    """Run one test with these ``ChannelsApp`` traits (on top of the test channels and
+    of presence diffs sent one per join and leave, as ``channels_config``)."""
     label = ",".join(f"{key}={value}" for key, value in traits.items())
     return pytest.mark.parametrize(
-        "channels_config", [{"channels": dict(CHANNELS), **traits}], ids=[label]
+        "channels_config",
+        [{"channels": dict(CHANNELS), "presence_interval": 0, **traits}],
+        ids=[label],
     )
 
 

@@ -15,7 +15,7 @@ from jupyter_channels.channel import RebroadcastChannel, Router
 from jupyter_channels.connection import Client, RateLimiter, TransportClosed
 from jupyter_channels.constants import CloseCode, Kind
 from jupyter_channels.history.sqlite import SqliteHistory
-from jupyter_channels.hub import Hub
+from jupyter_channels.hub import Hub, Limits
 from jupyter_channels.protocol import ws_text_frame
 
 ALICE = User("alice", name="Alice", display_name="Alice A.", initials="AA", color="#f00")
@@ -329,7 +329,7 @@ class LeaveRecorder(RebroadcastChannel):
 @pytest.fixture
 def hub(jp_asyncio_loop):
     router = Router()
-    hub = Hub(router, LocalBroker(SqliteHistory(":memory:", 100)))
+    hub = Hub(router, LocalBroker(SqliteHistory(":memory:", 100)), Limits(presence_interval=0))
     channel = LeaveRecorder(hub, "*")
     channel.left = []
     router.add("*", channel)

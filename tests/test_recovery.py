@@ -12,7 +12,8 @@ pytestmark = pytest.mark.on_every_host
 
 @pytest.fixture
 def channels_config():
-    return {"history_size": 50}
+    # One presence diff per join and leave: the tests read every frame in order.
+    return {"history_size": 50, "presence_interval": 0}
 
 
 async def test_rejoin_with_since_gets_exactly_the_missed_messages(channels_ws):

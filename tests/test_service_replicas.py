@@ -21,7 +21,9 @@ def replicas(redis_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("replicas")
 
     def start(name: str) -> SpawnedService:
-        return SpawnedService(root / name, broker_url=redis_server.url()).start()
+        return SpawnedService(
+            root / name, broker_url=redis_server.url(), presence_interval=0
+        ).start()
 
     with ThreadPoolExecutor(2) as pool:
         pair = list(pool.map(start, ("a", "b")))

@@ -117,6 +117,8 @@ DEFAULT_HEARTBEAT_INTERVAL = 30.0
 DEFAULT_IDLE_TIMEOUT = 90.0
 DEFAULT_MAX_JOIN_PAYLOAD_SIZE = 64 * 1024
 DEFAULT_MAX_CONNECTIONS_PER_USER = 200
+#: Seconds over which a topic's joins and leaves are sent as one ``presence_diff``.
+DEFAULT_PRESENCE_INTERVAL = 0.1
 #: Distinct topics with history (new topics past it: too_many_topics).
 DEFAULT_MAX_STORED_TOPICS = 100_000
 DEFAULT_HISTORY_LIMIT = 50

@@ -29,6 +29,7 @@ from .constants import (
     DEFAULT_MAX_QUEUED_BYTES,
     DEFAULT_MAX_STORED_TOPICS,
     DEFAULT_MAX_TOPICS,
+    DEFAULT_PRESENCE_INTERVAL,
     DEFAULT_RATE_BURST,
     DEFAULT_RATE_LIMIT,
 )
@@ -125,6 +126,14 @@ class ChannelsSettings(Configurable):
         DEFAULT_IDLE_TIMEOUT,
         help="Seconds without any frame or pong after which a connection is closed (4000).",
     ).tag(config=True)
+    presence_interval = Float(
+        DEFAULT_PRESENCE_INTERVAL,
+        help=(
+            "Seconds over which a topic's joins and leaves are sent as one presence_diff "
+            "(and every joiner of the interval gets the same presence_state); 0 sends each "
+            "join and leave at once as its own diff."
+        ),
+    ).tag(config=True)
     hook_timeout = Float(
         10.0, help="Seconds a channel hook may take before the client gets 'timeout'."
     ).tag(config=True)
@@ -177,6 +186,13 @@ class ChannelsSettings(Configurable):
             raise TraitError(f"ChannelsApp.presence_ttl must be positive, not {proposal['value']}")
         return float(proposal["value"])
 
+    @validate("presence_interval")
+    def _check_not_negative(self, proposal: Any) -> float:
+        name, value = proposal["trait"].name, proposal["value"]
+        if value < 0:
+            raise TraitError(f"ChannelsApp.{name} must not be negative, not {value}")
+        return float(value)
+
     @validate("channels")
     def _check_channels(self, proposal: Any) -> dict[str, str]:
         for pattern in proposal["value"]:
@@ -224,6 +240,7 @@ class ChannelsSettings(Configurable):
             hook_timeout=self.hook_timeout,
             max_join_payload_size=self.max_join_payload_size,
             max_connections_per_user=self.max_connections_per_user,
+            presence_interval=self.presence_interval,
         )
 
     def make_hub(self) -> Hub:

@@ -26,13 +26,14 @@ from ..constants import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_QUEUED_BYTES,
     DEFAULT_MAX_TOPICS,
+    DEFAULT_PRESENCE_INTERVAL,
     DEFAULT_RATE_BURST,
     DEFAULT_RATE_LIMIT,
     ErrorCode,
 )
 from ..history.base import StoredMessage, StoreUnavailable
-from ..presence import Presence
-from ..protocol import JSON, Frame, Ref, dumps, error_frame, error_reply, ok_reply
+from ..presence import Entry, Presence, State
+from ..protocol import JSON, Frame, Ref, WsFrame, dumps, error_frame, error_reply, ok_reply
 from .permissions import Permissions
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class Limits:
     hook_timeout: float = 10.0
     max_join_payload_size: int = DEFAULT_MAX_JOIN_PAYLOAD_SIZE
     max_connections_per_user: int = DEFAULT_MAX_CONNECTIONS_PER_USER
+    presence_interval: float = DEFAULT_PRESENCE_INTERVAL
 
 
 class HookError(Exception):
@@ -95,6 +97,16 @@ class TopicState:
     subscribers: dict[str, Subscription] = field(default_factory=dict)
     presence: Presence = field(default_factory=Presence)
     subscribed: asyncio.Future[None] | None = None
+    #: Connections whose membership changed since the last ``presence_diff``, with what
+    #: they were before it (``None``: not members), in the order they changed.
+    changed: dict[str, Entry | None] = field(default_factory=dict)
+    #: The members as of the last ``presence_diff`` (what every joiner until the next
+    #: one is sent), encoded once: as a frame, and left open for a joiner's own entry.
+    snapshot: State | None = None
+    state_open: bytes | None = None
+    state_frame: WsFrame | None = None
+    #: When (event loop time) the last ``presence_diff`` was sent.
+    last_diff: float = float("-inf")
 
 
 async def _call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -122,6 +134,9 @@ class HubBase:
         self.clients: dict[str, Client] = {}
         self.topics: dict[str, TopicState] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Topics whose ``presence_diff`` is sent at the end of this interval.
+        self._presence_due: dict[str, TopicState] = {}
+        self._presence_timer: asyncio.TimerHandle | None = None
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)

@@ -70,6 +70,9 @@ class Hub(Membership, Messages, Reads):
         await self._started
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        if self._presence_timer is not None:
+            self._presence_timer.cancel()
+            self._presence_timer = None
         for client in list(self.clients.values()):
             client.close(CloseCode.GOING_AWAY, "server shutting down")
         if self._tasks:

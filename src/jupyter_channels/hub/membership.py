@@ -16,8 +16,8 @@ from ..connection import Client, Subscription
 from ..constants import CloseCode, ErrorCode, Event
 from ..history.base import StoreUnavailable
 from ..message import Message
-from ..presence import State, diff, make_meta
-from ..protocol import JSON, Frame, dumps, encode_event, ws_text_frame
+from ..presence import Entry, State, diff, make_meta
+from ..protocol import JSON, Frame, WsFrame, dumps, encode_event, ws_text_frame, ws_text_frame_of
 from .base import HookError, HubBase, TopicState
 from .permissions import Action
 from .reads import join_page, join_reply
@@ -66,9 +66,9 @@ class Membership(HubBase):
             if frame.ref is not None:
                 client.send(join_reply(topic, frame.ref, page, can_send=can_send))
             # presence_state follows every join (the client may have lost its copy).
-            if existing.presence:
-                members = self.presence_state(topic)
-                client.send_text(encode_event(Event.PRESENCE_STATE, topic, members))
+            state = self.topics.get(topic)
+            if existing.presence and state is not None:
+                client.send(self._state_frame(topic, state, client.id))
             return
         if len(client.subscriptions) >= self.limits.max_topics_per_connection:
             self._fail(
@@ -125,11 +125,10 @@ class Membership(HubBase):
 
         user = client.user
         meta = make_meta(client.id, client.kind.value, user.display_name, user.initials, user.color)
-        joins = state.presence.join(user.username, meta)
         self.broker.track(topic, user.username, meta)
+        self._presence_change(topic, state, meta["phx_ref"], (user.username, meta), skip=client)
         if sub.presence:
-            client.send_text(encode_event(Event.PRESENCE_STATE, topic, state.presence.state()))
-        self._to_topic(state, encode_event(Event.PRESENCE_DIFF, topic, diff(joins=joins)), client)
+            client.send(self._state_frame(topic, state, client.id))
 
     # -- leave -------------------------------------------------------------------------------------
 
@@ -163,10 +162,9 @@ class Membership(HubBase):
         state = self.topics.get(topic)
         if state is not None:
             state.subscribers.pop(client.id, None)
-            leaves = state.presence.leave(client.id)
-            if leaves:
+            if state.presence.get(client.id) is not None:
                 self.broker.untrack(topic, client.id)
-                self._to_topic(state, encode_event(Event.PRESENCE_DIFF, topic, diff(leaves=leaves)))
+                self._presence_change(topic, state, client.id, None)
             if not state.subscribers:
                 del self.topics[topic]
                 await self.broker.unsubscribe(topic)
@@ -193,17 +191,105 @@ class Membership(HubBase):
             await self._remove(client, topic)
 
     # -- presence ----------------------------------------------------------------------------------
+    #
+    # A topic's joins and leaves (here and, through the broker, on other servers) are
+    # sent as one ``presence_diff`` per ``presence_interval``. A change to a quiet topic
+    # goes out at once; the changes that follow it within the interval are collected and
+    # sent together at its end, so N members joining together cost about one diff per
+    # interval instead of N x N frames. A joiner is sent the members as of the topic's
+    # last diff (encoded once for every joiner until the next one), which the next diff
+    # brings up to date; on a quiet topic that is at once, and includes the joiner.
 
     def _to_topic(self, state: TopicState, text: str, skip: Client | None = None) -> None:
-        """Send a presence frame to every joined subscriber that wants presence.
-
-        Each join or leave reaches every member: N members joining cost N x N frames,
-        which is why a join may say ``"presence": false``.
-        """
+        """Send a presence frame to every joined subscriber that wants presence
+        (encoded and framed once)."""
         data = ws_text_frame(text)
         for sub in state.subscribers.values():
             if sub.pending is None and sub.presence and sub.client is not skip:
                 sub.client.send(data)
+
+    def _state_frame(self, topic: str, state: TopicState, conn_id: str) -> WsFrame:
+        """The ``presence_state`` a joiner (``conn_id``) is sent now: the members as of the
+        last diff, encoded once for every joiner until the next one, and the joiner itself."""
+        if state.state_open is None:
+            state.snapshot = state.presence.state_before(state.changed)
+            payload = dumps(state.snapshot)
+            # Kept open, without the closing braces, for a joiner's own entry to follow.
+            state.state_open = encode_event(Event.PRESENCE_STATE, topic, None)[:-5].encode() + (
+                payload[:-1].encode()
+            )
+            state.state_frame = ws_text_frame_of([state.state_open, b"}}"])
+        own = state.presence.get(conn_id)
+        if own is None or conn_id not in state.changed:
+            assert state.state_frame is not None
+            return state.state_frame  # in it already (or not a member)
+        username, meta = own
+        members = state.snapshot or {}
+        if username not in members:
+            entry = f"{dumps(username)}:{dumps({'metas': [meta]})}}}}}".encode()
+            return ws_text_frame_of([state.state_open, b"," if members else b"", entry])
+        # Another connection of the same user is listed: this user's entry is written again.
+        metas = [m for m in members[username]["metas"] if m["phx_ref"] != conn_id]
+        listed = {**members, username: {"metas": [*metas, meta]}}
+        return ws_text_frame(encode_event(Event.PRESENCE_STATE, topic, listed))
+
+    def _presence_change(
+        self,
+        topic: str,
+        state: TopicState,
+        conn_id: str,
+        entry: Entry | None,
+        *,
+        skip: Client | None = None,
+    ) -> None:
+        """``conn_id`` joined (``entry``: its username and meta) or left (``None``);
+        ``skip`` is told by its own ``presence_state`` instead, if the diff goes now."""
+        if conn_id not in state.changed:
+            state.changed[conn_id] = state.presence.get(conn_id)
+        if entry is None:
+            state.presence.leave(conn_id)
+        else:
+            state.presence.join(*entry)
+        if self._presence_due.get(topic) is state:
+            return  # sent at the end of this interval
+        interval = self.limits.presence_interval
+        now = asyncio.get_running_loop().time()
+        if now - state.last_diff >= interval:
+            self._send_diff(topic, state, now, skip)
+            return
+        self._presence_due[topic] = state
+        if self._presence_timer is None:
+            self._presence_timer = asyncio.get_running_loop().call_at(
+                state.last_diff + interval, self._send_due_diffs
+            )
+
+    def _send_diff(
+        self, topic: str, state: TopicState, now: float, skip: Client | None = None
+    ) -> None:
+        joins, leaves = state.presence.changes_since(state.changed)
+        if skip is None and len(state.changed) == 1:
+            # A joiner's own presence_state listed it: the diff of its join alone is not
+            # news to it (as when the diff goes out with the join).
+            ((conn_id, before),) = state.changed.items()
+            sub = state.subscribers.get(conn_id)
+            if before is None and sub is not None:
+                skip = sub.client
+        state.changed = {}
+        state.state_open = state.state_frame = state.snapshot = None
+        state.last_diff = now
+        if joins or leaves:
+            self._to_topic(
+                state, encode_event(Event.PRESENCE_DIFF, topic, diff(joins, leaves)), skip
+            )
+
+    def _send_due_diffs(self) -> None:
+        """End of an interval: one ``presence_diff`` per topic whose members changed."""
+        self._presence_timer = None
+        due, self._presence_due = self._presence_due, {}
+        now = asyncio.get_running_loop().time()
+        for topic, state in due.items():
+            if self.topics.get(topic) is state:  # else everyone here left: nobody to tell
+                self._send_diff(topic, state, now)
 
     def _remote_presence(self, topic: str, joins: State, leaves: State) -> None:
         """Broker callback: members on other servers came or went."""
@@ -212,11 +298,10 @@ class Membership(HubBase):
             return
         for entry in leaves.values():
             for meta in entry["metas"]:
-                state.presence.leave(meta["phx_ref"])
+                self._presence_change(topic, state, meta["phx_ref"], None)
         for username, entry in joins.items():
             for meta in entry["metas"]:
-                state.presence.join(username, meta)
-        self._to_topic(state, encode_event(Event.PRESENCE_DIFF, topic, diff(joins, leaves)))
+                self._presence_change(topic, state, meta["phx_ref"], (username, meta))
 
     def _history_lost(self, topic: str) -> None:
         """Broker callback: the topic's offsets start again. Subscribers' offsets are void;
