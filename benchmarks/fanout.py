@@ -109,6 +109,16 @@ def idle(cfg: dict[str, Any], pid: int) -> dict[str, Any]:
     }
 
 
+#: The settings of every server under test: no rate limit, room for queued frames.
+TRAITS: dict[str, Any] = {
+    "rate_limit": 0,
+    "max_queued_bytes": 256 * 1024 * 1024,
+    "max_topics_per_connection": 10,
+    # Every load connection is one user (one token): the per-user cap would refuse
+    # all but the first 200 of the fanout and idle subscribers.
+    "max_connections_per_user": 100_000,
+}
+
 #: The targets, in the order they take turns; every one but the baseline speaks the
 #: channels protocol (``wsload.py``'s ``project`` target).
 TARGETS = ("extension", "service", "baseline")
@@ -165,15 +175,7 @@ def main() -> None:
     chosen = args.scenarios.split(",")
     sizes = QUICK if args.quick else FULL
     results: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    traits = {
-        "rate_limit": 0,
-        "max_queued_bytes": 256 * 1024 * 1024,
-        "max_topics_per_connection": 10,
-        # Every load connection is one user (one token): the per-user cap would refuse
-        # all but the first 200 of the fanout and idle subscribers.
-        "max_connections_per_user": 100_000,
-    }
-    with Targets(traits) as servers:
+    with Targets(TRAITS) as servers:
         for scenario in (s for s in ("fanout", "latency") if s in chosen):
             for cfg in sizes[scenario]:
                 for _ in range(args.runs):
@@ -187,7 +189,7 @@ def main() -> None:
         for cfg in sizes["idle"]:
             for _ in range(args.runs):
                 for target in TARGETS:
-                    with Targets(traits, only=(target,)) as servers:
+                    with Targets(TRAITS, only=(target,)) as servers:
                         where = servers.where(target)
                         results[label("idle", cfg)][target].append(run("idle", cfg, target, *where))
     report(results, args.runs)
@@ -205,6 +207,20 @@ RATIOS = (("extension", "baseline"), ("service", "baseline"), ("service", "exten
 SHORT = {"extension": "ext", "service": "svc", "baseline": "base"}
 
 
+def medians(by_target: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Figure -> target -> the median of its runs (every figure but ``valid``)."""
+    figures = [f for f in next(iter(by_target.values()))[0] if f != "valid"]
+    return {
+        figure: {t: statistics.median(float(r[figure]) for r in rs) for t, rs in by_target.items()}
+        for figure in figures
+    }
+
+
+def invalid_runs(by_target: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The target of every run that missed, doubled or reordered a message."""
+    return [t for t, rs in by_target.items() for r in rs if not r.get("valid", True)]
+
+
 def report(results: dict[str, dict[str, list[dict[str, Any]]]], runs: int) -> None:
     ratios = ", ".join(f"{SHORT[a]}/{SHORT[b]} = {a} / {b}" for a, b in RATIOS)
     print(f"medians of {runs} runs; {ratios}")
@@ -214,13 +230,8 @@ def report(results: dict[str, dict[str, list[dict[str, Any]]]], runs: int) -> No
         + "".join(f" {SHORT[a] + '/' + SHORT[b]:>8}" for a, b in RATIOS)
     )
     for name, by_target in results.items():
-        invalid = [t for t, rs in by_target.items() for r in rs if not r.get("valid", True)]
-        for figure in by_target["extension"][0]:
-            if figure == "valid":
-                continue
-            values = {
-                t: statistics.median(float(r[figure]) for r in rs) for t, rs in by_target.items()
-            }
+        invalid = invalid_runs(by_target)
+        for figure, values in medians(by_target).items():
             print(
                 f"{name:28} {figure:16}"
                 + "".join(f" {values[t]:12,.2f}" for t in TARGETS)

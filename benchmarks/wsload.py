@@ -224,7 +224,8 @@ async def wait_members(cfg: dict[str, Any], n: int) -> None:
     import urllib.request
 
     parts = urlsplit(cfg["url"])
-    url = f"http://{parts.netloc}/api/channels/topics/{TOPIC}/presence"
+    prefix = parts.path.split("api/channels/websocket")[0]  # "/", or e.g. a hub service's
+    url = f"http://{parts.netloc}{prefix}api/channels/topics/{TOPIC}/presence"
     deadline = time.monotonic() + 120
     request = urllib.request.Request(url, headers={"Authorization": f"token {cfg['token']}"})
     while time.monotonic() < deadline:
