@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
 
@@ -84,3 +86,27 @@ def test_the_history_reads_benchmark_runs_and_reports_every_read():
         assert "30 messages" in rows[read], rows
         assert "peak growth / reply" in rows[read]
         assert "POST during read" in rows[read]
+
+
+def test_the_hub_path_benchmark_runs_both_scenarios_through_the_proxy_and_direct():
+    from .hub_support import missing
+
+    why = missing()
+    if why:
+        pytest.fail(f"the hub benchmark needs it: {why}", pytrace=False)
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "hub_path.py"), "--quick", "--runs", "1"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    out = result.stdout
+    lines = out.splitlines()
+    assert "| scenario | figure | proxy | direct | ratio | proxy's share |" in lines, out
+    rows = [line.split("|")[1:-1] for line in lines if line.startswith("| ")]
+    figures = [row[1].strip() for row in rows[2:]]
+    for figure in ("deliveries/s", "p50_ms", "p99_ms", "generator_cpu", "proxy_cpu"):
+        assert figure in figures, out
+    assert rows[2][0].strip() == "fanout S=5 M=20"
+    p50 = next(row for row in rows if row[1].strip() == "p50_ms")
+    assert p50[0].strip() == "latency S=5 50/s"
+    assert p50[5].strip().endswith("%")  # the proxy's share of the latency
+    assert "INVALID" not in out
