@@ -704,9 +704,12 @@ class Topic {
     if (!this.wanted) return; // left while the join was on its way
     if (payload.status !== Status.OK) {
       const error = new ChannelError(response.reason ?? "error", response.detail ?? "");
-      // Only a rejoin is retried: a first join's caller hears of the error and decides.
-      if (this.epoch !== null && RETRIED.has(error.reason)) {
-        this._retry(error, typeof response.retry_after === "number" ? response.retry_after : null);
+      const retryAfter = typeof response.retry_after === "number" ? response.retry_after : null;
+      // A rejoin is retried; a first join only when the server said when (it is admitting
+      // joins at its rate): otherwise its caller hears of the error and decides.
+      const admitted = error.reason === ErrorCode.UNAVAILABLE && retryAfter !== null;
+      if ((this.epoch !== null && RETRIED.has(error.reason)) || admitted) {
+        this._retry(error, retryAfter);
       } else {
         this._failed(error);
       }
@@ -771,12 +774,16 @@ class Topic {
   }
 
   /**
-   * Try the rejoin again after `retryAfter` ms (the server's word) or the backoff.
+   * Try the join again after `retryAfter` ms (the server's word, plus up to a quarter
+   * of it so that a storm's clients do not come back together) or the backoff.
    * @param {ChannelError} error
    * @param {number | null} retryAfter
    */
   _retry(error, retryAfter) {
-    const delay = retryAfter ?? this.socket._backoff(this._retries);
+    const delay =
+      retryAfter === null
+        ? this.socket._backoff(this._retries)
+        : retryAfter * (1 + this.socket._random() / 4);
     this._retries += 1;
     this.state = "retrying";
     const info = { reason: error.reason, detail: error.detail, delay };

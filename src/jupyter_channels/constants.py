@@ -119,6 +119,9 @@ DEFAULT_MAX_JOIN_PAYLOAD_SIZE = 64 * 1024
 DEFAULT_MAX_CONNECTIONS_PER_USER = 200
 #: Seconds over which a topic's joins and leaves are sent as one ``presence_diff``.
 DEFAULT_PRESENCE_INTERVAL = 0.1
+#: Joins per second one server admits (after a burst of ``DEFAULT_JOIN_BURST``).
+DEFAULT_JOIN_RATE = 500.0
+DEFAULT_JOIN_BURST = 500
 #: Distinct topics with history (new topics past it: too_many_topics).
 DEFAULT_MAX_STORED_TOPICS = 100_000
 DEFAULT_HISTORY_LIMIT = 50

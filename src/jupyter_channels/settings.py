@@ -23,6 +23,8 @@ from .constants import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_HISTORY_SIZE,
     DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_JOIN_BURST,
+    DEFAULT_JOIN_RATE,
     DEFAULT_MAX_CONNECTIONS_PER_USER,
     DEFAULT_MAX_JOIN_PAYLOAD_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -134,6 +136,17 @@ class ChannelsSettings(Configurable):
             "join and leave at once as its own diff."
         ),
     ).tag(config=True)
+    join_rate = Float(
+        DEFAULT_JOIN_RATE,
+        help=(
+            "Joins per second this server admits, after a burst of join_burst; a join over "
+            "it is answered 'unavailable' with retry_after (ms), spreading a reconnect "
+            "storm over time (0: no limit)."
+        ),
+    ).tag(config=True)
+    join_burst = Int(DEFAULT_JOIN_BURST, help="Joins admitted at once (join_rate).").tag(
+        config=True
+    )
     hook_timeout = Float(
         10.0, help="Seconds a channel hook may take before the client gets 'timeout'."
     ).tag(config=True)
@@ -186,7 +199,7 @@ class ChannelsSettings(Configurable):
             raise TraitError(f"ChannelsApp.presence_ttl must be positive, not {proposal['value']}")
         return float(proposal["value"])
 
-    @validate("presence_interval")
+    @validate("presence_interval", "join_rate")
     def _check_not_negative(self, proposal: Any) -> float:
         name, value = proposal["trait"].name, proposal["value"]
         if value < 0:
@@ -241,6 +254,8 @@ class ChannelsSettings(Configurable):
             max_join_payload_size=self.max_join_payload_size,
             max_connections_per_user=self.max_connections_per_user,
             presence_interval=self.presence_interval,
+            join_rate=self.join_rate,
+            join_burst=self.join_burst,
         )
 
     def make_hub(self) -> Hub:

@@ -332,7 +332,11 @@ class AsyncConnection:
         """Rejoin ``sub`` on ``ws`` until it is joined or ended; a new connection
         rejoins it by itself, so this stops when ``ws`` is gone."""
         for attempt in itertools.count():
-            wait = error.retry_after if error.retry_after is not None else self._backoff(attempt)
+            wait = (
+                _after(error.retry_after)
+                if error.retry_after is not None
+                else self._backoff(attempt)
+            )
             await asyncio.sleep(wait)
             if ws is not self._ws or self.subscriptions.get(sub.topic) is not sub:
                 return
@@ -539,9 +543,20 @@ class AsyncConnection:
         # Registered first: presence_state and live messages follow the reply at once.
         self.subscriptions[topic] = sub
         try:
-            if self.state == "closed":
-                raise ConnectionLost("unavailable", "the connection is closed")
-            await self._join_request(sub, frame, self.timeout if timeout is None else timeout)
+            while True:
+                if self.state == "closed":
+                    raise ConnectionLost("unavailable", "the connection is closed")
+                try:
+                    await self._join_request(
+                        sub, frame, self.timeout if timeout is None else timeout
+                    )
+                    break
+                except ChannelError as e:
+                    # The server is admitting joins at its rate and said when to come back.
+                    if e.code != ErrorCode.UNAVAILABLE.value or e.retry_after is None:
+                        raise
+                    sub.state = "retrying"
+                    await asyncio.sleep(_after(e.retry_after))
         except ChannelError:
             self.subscriptions.pop(topic, None)
             raise
@@ -551,6 +566,12 @@ class AsyncConnection:
         if self.subscriptions.get(sub.topic) is sub:
             del self.subscriptions[sub.topic]
         sub._ended(None)
+
+
+def _after(retry_after: float) -> float:
+    """Seconds to wait when the server asked for ``retry_after``: that, and up to a quarter
+    more, so that the clients it turned away together do not come back together."""
+    return retry_after * random.uniform(1.0, 1.25)
 
 
 def _session_name() -> str | None:

@@ -21,6 +21,8 @@ from ..connection import Client, Subscription
 from ..constants import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_JOIN_BURST,
+    DEFAULT_JOIN_RATE,
     DEFAULT_MAX_CONNECTIONS_PER_USER,
     DEFAULT_MAX_JOIN_PAYLOAD_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -57,6 +59,8 @@ class Limits:
     max_join_payload_size: int = DEFAULT_MAX_JOIN_PAYLOAD_SIZE
     max_connections_per_user: int = DEFAULT_MAX_CONNECTIONS_PER_USER
     presence_interval: float = DEFAULT_PRESENCE_INTERVAL
+    join_rate: float = DEFAULT_JOIN_RATE
+    join_burst: int = DEFAULT_JOIN_BURST
 
 
 class HookError(Exception):
@@ -137,6 +141,12 @@ class HubBase:
         #: Topics whose ``presence_diff`` is sent at the end of this interval.
         self._presence_due: dict[str, TopicState] = {}
         self._presence_timer: asyncio.TimerHandle | None = None
+        #: Join admission (``join_rate``): when the next join's slot is due (loop time),
+        #: and the last slot promised to a join told to come back.
+        self._join_due = 0.0
+        self._join_slot = 0.0
+        #: Joins answered ``unavailable`` with ``retry_after`` so far.
+        self.joins_refused = 0
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)

@@ -22,7 +22,7 @@ from .base import Limits
 from .membership import Membership
 from .messages import Messages
 from .permissions import Permissions
-from .reads import Reads
+from .reads import Reads, SharedReads
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ class Hub(Membership, Messages, Reads):
         permissions: Permissions | None = None,
     ) -> None:
         super().__init__(router, broker, limits, permissions)
+        #: Join pages read once for joins asking for the same page together.
+        self.shared_reads = SharedReads(broker, self.limits)
         self._heartbeat: asyncio.Task[None] | None = None
         self._started: asyncio.Future[None] | None = None
         self._ping_frame = ws_text_frame(PING_TEXT)

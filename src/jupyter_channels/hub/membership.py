@@ -13,14 +13,23 @@ from typing import Any
 
 from ..channel import Reject
 from ..connection import Client, Subscription
-from ..constants import CloseCode, ErrorCode, Event
+from ..constants import CloseCode, ErrorCode, Event, Status
 from ..history.base import StoreUnavailable
 from ..message import Message
 from ..presence import Entry, State, diff, make_meta
-from ..protocol import JSON, Frame, WsFrame, dumps, encode_event, ws_text_frame, ws_text_frame_of
+from ..protocol import (
+    JSON,
+    Frame,
+    WsFrame,
+    dumps,
+    encode_event,
+    encode_reply,
+    ws_text_frame,
+    ws_text_frame_of,
+)
 from .base import HookError, HubBase, TopicState
 from .permissions import Action
-from .reads import join_page, join_reply
+from .reads import SharedReads, join_reply
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +41,8 @@ def payload_size(payload: dict[str, JSON]) -> int:
 
 class Membership(HubBase):
     """``join`` and ``leave`` frames, dropped connections, and presence."""
+
+    shared_reads: SharedReads
 
     # -- join --------------------------------------------------------------------------------------
 
@@ -54,12 +65,25 @@ class Membership(HubBase):
         if refusal is not None:
             self._fail(client, ErrorCode.UNAUTHORIZED, refusal, frame.ref, topic)
             return
+        retry_after = self._join_wait()
+        if retry_after is not None:
+            detail = "the server is admitting joins at its join_rate: join again after retry_after"
+            if frame.ref is None:
+                self._fail(client, ErrorCode.UNAVAILABLE, detail, None, topic)
+            else:
+                response: dict[str, JSON] = {
+                    "reason": ErrorCode.UNAVAILABLE.value,
+                    "detail": detail,
+                    "retry_after": retry_after,
+                }
+                client.send_text(encode_reply(topic, frame.ref, dumps(response), Status.ERROR))
+            return
         can_send = self.permissions.decide(client.user, Action.SEND, topic).allowed
         existing = client.subscriptions.get(topic)
         if existing is not None:
             # Already joined: answer like a join (with history) without running the hook again.
             try:
-                page = await join_page(self.broker, self.limits, frame)
+                page = await self.shared_reads.page(frame)
             except StoreUnavailable as e:
                 self._fail(client, ErrorCode.UNAVAILABLE, str(e), frame.ref, topic)
                 return
@@ -92,7 +116,7 @@ class Membership(HubBase):
         try:
             if state.subscribed is not None:
                 await state.subscribed
-            page = await join_page(self.broker, self.limits, frame)
+            page = await self.shared_reads.page(frame)
             await self._hook(
                 channel.handle_joined,
                 client,
@@ -129,6 +153,26 @@ class Membership(HubBase):
         self._presence_change(topic, state, meta["phx_ref"], (user.username, meta), skip=client)
         if sub.presence:
             client.send(self._state_frame(topic, state, client.id))
+
+    def _join_wait(self) -> int | None:
+        """``None`` when a join may go ahead now (``join_rate``, after ``join_burst``);
+        else the milliseconds after which the client should join again. Refused joins are
+        given successive slots ``1 / join_rate`` apart, so a storm comes back spread out
+        at the rate the server admits instead of all at once."""
+        rate = self.limits.join_rate
+        if rate <= 0:
+            return None
+        now = asyncio.get_running_loop().time()
+        period = 1.0 / rate
+        window = max(self.limits.join_burst, 1) * period
+        due = max(self._join_due, now) + period
+        if due - now <= window:
+            self._join_due = due
+            return None
+        slot = max(self._join_slot + period, due - window)
+        self._join_slot = slot
+        self.joins_refused += 1
+        return max(1, round((slot - now) * 1000))
 
     # -- leave -------------------------------------------------------------------------------------
 

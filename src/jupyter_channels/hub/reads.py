@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -27,12 +28,71 @@ def reply_budget(limits: Limits) -> int:
     return limits.max_queued_bytes // 4
 
 
+#: What a join's page is read by: topic, since, limit, max_bytes.
+ReadKey = tuple[str, int | None, int, int]
+
+
 async def join_page(broker: Broker, limits: Limits, frame: Frame) -> Page:
     """The page a join replies with: the oldest after ``since``, else the newest ``history``."""
     topic = frame.topic
     assert topic is not None  # decode() guarantees it for join
     limit = frame.history if frame.since is None else MAX_HISTORY_LIMIT
     return await broker.read(topic, since=frame.since, limit=limit, max_bytes=reply_budget(limits))
+
+
+class SharedReads:
+    """Join pages read once for every join asking for the same page at the same time.
+
+    A join waits for a read that starts after it subscribed (the next turn of the event
+    loop): a read already under way may miss a message delivered before that join held
+    live messages back. So joins arriving together (a reconnect storm, all with the
+    same ``since``) share one read, and the reply frames share its message bytes.
+    """
+
+    def __init__(self, broker: Broker, limits: Limits) -> None:
+        self.broker = broker
+        self.limits = limits
+        self._queued: dict[ReadKey, asyncio.Future[Page]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Reads started, and joins answered from them (for benchmarks and tests).
+        self.reads = 0
+        self.joins = 0
+
+    async def page(self, frame: Frame) -> Page:
+        topic = frame.topic
+        assert topic is not None  # decode() guarantees it for join
+        limit = frame.history if frame.since is None else MAX_HISTORY_LIMIT
+        key: ReadKey = (topic, frame.since, limit, reply_budget(self.limits))
+        future = self._queued.get(key)
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = self._queued[key] = loop.create_future()
+            loop.call_soon(self._start, key, future)
+        self.joins += 1
+        # Shielded: a joiner whose connection drops must not cancel the others' read.
+        return await asyncio.shield(future)
+
+    def _start(self, key: ReadKey, future: asyncio.Future[Page]) -> None:
+        if self._queued.get(key) is future:
+            del self._queued[key]
+        self.reads += 1
+        task = asyncio.ensure_future(self._read(key, future))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _read(self, key: ReadKey, future: asyncio.Future[Page]) -> None:
+        topic, since, limit, max_bytes = key
+        try:
+            page = await self.broker.read(topic, since=since, limit=limit, max_bytes=max_bytes)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as e:  # StoreUnavailable: every joiner of this read is told
+            if not future.done():
+                future.set_exception(e)
+            return
+        if not future.done():
+            future.set_result(page)
 
 
 def message_parts(page: Page) -> list[bytes]:
