@@ -8,15 +8,17 @@
 // through the DOM API), never parsed as HTML; a shared cell is shown as code and
 // never run.
 
-import { ChannelError, getSocket } from "./client.js";
+import { ChannelError, Socket, getSocket } from "./client.js";
 import { DEFAULT_HISTORY_LIMIT, DEFAULT_TIMEOUT_MS, ErrorCode, Subject, WS_PATH } from "./constants.js";
 import { hubEndpoint, signIn } from "./signin.js";
+import { firstConnection, kernelWebSocket, modelKernel } from "./transports.js";
 
 /** @typedef {import("./client.js").Message} Message */
 /** @typedef {import("./client.js").Members} Members */
 /** @typedef {import("./client.js").Channel} Channel */
-/** @typedef {import("./client.js").Socket} Socket */
-/** @typedef {{topic: string, _endpoint_from_kernel: boolean}} Model */
+
+/** @typedef {"auto" | "direct" | "kernel"} Transport */
+/** @typedef {{topic: string, transport: Transport, _room: string, _endpoint_from_kernel: boolean}} Model */
 /** @typedef {import("@anywidget/types").AnyModel<Model>} AnyModel */
 /**
  * Where the page connects; `login` (from the kernel, under JupyterHub) is the path of the
@@ -44,6 +46,24 @@ const REFUSALS = new Set([ErrorCode.UNAUTHORIZED, ErrorCode.JOIN_REJECTED, Error
 export const SIGN_IN_NOTE = "the channels service needs you to sign in; this widget connects once you have";
 /** How often a widget that is not signed in tries again (also whenever the window regains focus). */
 const SIGN_IN_RETRY_MS = 5_000;
+
+/** The header's words while the kernel relays and does not answer (it runs a cell). */
+export const KERNEL_BUSY = "kernel busy, messages wait";
+/** How long `auto` waits for a direct connection before relaying through the kernel. */
+const DIRECT_PROBE_MS = DEFAULT_TIMEOUT_MS;
+/**
+ * How long a request through the kernel waits for its reply: a busy kernel holds it
+ * until its cell ends, and then sends it.
+ */
+const KERNEL_TIMEOUT_MS = 300_000;
+
+/**
+ * What a widget forced to "direct" shows when the page cannot connect.
+ * @param {string} url
+ */
+export function unreachableLine(url) {
+  return `cannot connect to ${url} from this page; ChannelWidget(..., transport="kernel") relays through the kernel`;
+}
 
 /** How a notice about a rejoin being retried starts (it goes once the topic is joined). */
 const RETRY_NOTICE = "cannot rejoin";
@@ -179,6 +199,12 @@ class Room {
     this._wake = null;
     /** Whether this user may send to the topic (false: read-only, from the join reply). */
     this.canSend = true;
+    /** @type {"direct" | "kernel" | null} how the page reaches the channels, once it does */
+    this.transport = null;
+    /** Whether the kernel relaying the frames has not answered for a while (it runs a cell). */
+    this.kernelBusy = false;
+    /** Why the transport cannot connect ("" when it can). */
+    this.transportError = "";
     /** @type {Set<View>} */
     this.views = new Set();
     /** @type {(() => void)[]} */
@@ -200,16 +226,23 @@ class Room {
   }
 
   async _connect() {
+    /** @type {Transport} */
+    const transport = this.model.get("transport") || "auto";
+    if (transport === "kernel") return this._useKernel();
     // The kernel side says when the channels are not the page's own server's (a
     // widget given a url, a server pointing at a channels service).
     const fromKernel = Boolean(this.model.get("_endpoint_from_kernel"));
-    const endpoint =
-      (fromKernel ? null : pageEndpoint(document)) ??
-      (await kernelEndpoint(this.model, () => {
-        this.notice = "waiting for the kernel to tell where the server is";
-        this._update();
-      }));
+    const own = fromKernel ? null : pageEndpoint(document);
+    if (own && (transport === "direct" || (await this._reaches(own)))) {
+      return this._useDirect(own.url, own.token, transport);
+    }
     if (this._disposed) return;
+    const endpoint = await kernelEndpoint(this.model, () => {
+      this.notice = "waiting for the kernel to tell where the server is";
+      this._update();
+    });
+    if (this._disposed) return;
+    this.notice = "";
     let url = endpoint.url;
     if (endpoint.login) {
       // Under JupyterHub: the page reaches the service through the hub's proxy, on its
@@ -218,17 +251,83 @@ class Room {
       if (!hub) throw new Error(`cannot sign in to ${url} from this page`);
       url = hub.url;
       if (!(await this._signIn(hub.login))) return;
+      return this._useDirect(url, endpoint.token, transport);
     }
-    const socket = getSocket(url, { token: endpoint.token });
+    if (transport === "direct" || (await this._reaches(endpoint))) {
+      return this._useDirect(url, endpoint.token, transport);
+    }
+    if (this._disposed) return;
+    return this._useKernel();
+  }
+
+  /**
+   * Whether the page connects to `endpoint` itself; a socket that does not is closed
+   * unless another widget uses it.
+   * @param {Endpoint} endpoint
+   */
+  async _reaches(endpoint) {
+    const socket = getSocket(endpoint.url, { token: endpoint.token });
+    const ok = await firstConnection(socket, DIRECT_PROBE_MS);
+    if (!ok && socket.idle) socket.close();
+    return ok;
+  }
+
+  /**
+   * Use the page's own WebSocket to `url` (shared by the page's widgets).
+   * @param {string} url
+   * @param {string} token
+   * @param {Transport} transport
+   */
+  async _useDirect(url, token, transport) {
+    const socket = getSocket(url, { token });
+    this._useSocket(socket, "direct");
+    if (transport === "direct") {
+      firstConnection(socket, DIRECT_PROBE_MS).then((ok) => {
+        if (ok || this._disposed || this.socket !== socket) return;
+        this.transportError = unreachableLine(url);
+        this._update();
+      });
+    }
+    await this.switchTopic(this.topic);
+  }
+
+  /** Relay every frame through the kernel: the page needs no network of its own. */
+  async _useKernel() {
+    const WebSocket = kernelWebSocket(modelKernel(this.model), {
+      onBusy: (busy) => {
+        this.kernelBusy = busy;
+        this._update();
+      },
+      onError: (reason) => {
+        this.transportError = `cannot connect through the kernel: ${reason}`;
+        this._update();
+      },
+    });
+    // A socket of this widget's own: its frames go through this model's custom messages.
+    const socket = new Socket("kernel://relay/", { WebSocket, timeout: KERNEL_TIMEOUT_MS });
+    this._useSocket(socket, "kernel");
+    const leave = () => socket.close();
+    window.addEventListener("pagehide", leave);
+    this._cleanup.push(() => window.removeEventListener("pagehide", leave));
+    await this.switchTopic(this.topic);
+  }
+
+  /**
+   * @param {Socket} socket
+   * @param {"direct" | "kernel"} transport
+   */
+  _useSocket(socket, transport) {
     this.socket = socket;
+    this.transport = transport;
     this.state = socket.state;
     this._cleanup.push(
       socket.onState((state) => {
         this.state = state;
+        if (state === "connected") this.transportError = "";
         this._update();
       }),
     );
-    await this.switchTopic(this.topic);
+    this._update();
   }
 
   /**
@@ -387,8 +486,9 @@ class Room {
     const channel = this.channel;
     this.channel = null;
     channel?.leave().catch(() => {});
-    // The page's last widget is gone: stop heartbeats and reconnects.
-    if (this.socket?.idle) this.socket.close();
+    // The page's last widget is gone (a kernel socket is this widget's own): stop
+    // heartbeats and reconnects.
+    if (this.transport === "kernel" || this.socket?.idle) this.socket?.close();
     this.views.clear();
   }
 }
@@ -428,18 +528,30 @@ function signInOnce(loginUrl) {
   return pending;
 }
 
-/** @type {WeakMap<AnyModel, Room>} */
-const rooms = new WeakMap();
+/**
+ * The page's rooms, by the widget's `_room` id: anywidget hands `initialize` and each
+ * `render` a model proxy of their own (and may load this module more than once), so
+ * the proxy is no key. Models without an id (the unit tests' fakes) are their own key.
+ * @type {Map<unknown, Room>}
+ */
+const rooms = (/** @type {any} */ (globalThis)[Symbol.for("jupyter_channels.rooms.v1")] ??= new Map());
+
+/** @param {AnyModel} model */
+function roomKey(model) {
+  const id = model.get("_room");
+  return typeof id === "string" && id ? id : model;
+}
 
 /**
  * @param {AnyModel} model
  * @returns {Room}
  */
 function roomOf(model) {
-  let room = rooms.get(model);
+  const key = roomKey(model);
+  let room = rooms.get(key);
   if (!room) {
     room = new Room(model);
-    rooms.set(model, room);
+    rooms.set(key, room);
     room.start();
   }
   return room;
@@ -697,11 +809,16 @@ function mount(room, el) {
       topic.textContent = room.topic;
       topic.title = room.topic;
       const shown = room.shownState();
-      stateText.textContent = STATE_LABELS[/** @type {keyof typeof STATE_LABELS} */ (shown)] ?? shown;
+      const label = STATE_LABELS[/** @type {keyof typeof STATE_LABELS} */ (shown)] ?? shown;
+      const viaKernel = room.transport === "kernel";
+      stateText.textContent =
+        viaKernel && room.kernelBusy ? KERNEL_BUSY : viaKernel ? `${label} via kernel` : label;
       root.dataset.state = shown;
+      root.dataset.transport = room.transport ?? "";
+      root.dataset.busy = String(viaKernel && room.kernelBusy);
       renderPresence(avatars, count, room.members);
-      notice.textContent = room.notice;
-      notice.hidden = !room.notice;
+      notice.textContent = room.transportError || room.notice;
+      notice.hidden = !notice.textContent;
       refusal.textContent = room.refusal ? refusalLine(room.topic, room.refusal) : "";
       refusal.hidden = !room.refusal;
       // On the page only while needed: a link that is there signs in.
@@ -790,7 +907,7 @@ export default {
     const room = roomOf(model);
     return () => {
       room.dispose();
-      rooms.delete(model);
+      if (rooms.get(roomKey(model)) === room) rooms.delete(roomKey(model));
     };
   },
   /** @type {import("@anywidget/types").Render<Model>} */

@@ -30,9 +30,12 @@ Two sides, each with its own WebSocket:
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import os
 import threading
+import uuid
 import weakref
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,10 +50,11 @@ except ImportError as e:  # pragma: no cover - a dependency, missing only from a
 import traitlets
 
 from . import sharing
-from .client import ChannelError, Connection, Subscription, resolve
+from .client import ChannelError, Subscription, resolve
 from .client.aio import Callback
 from .client.discovery import Endpoint, hub_login_path
 from .constants import DEFAULT_HISTORY_LIMIT, ENV_SERVICE_URL, ENV_TOKEN, TOPIC_RE
+from .kernel_relay import SharedConnection, shared_connection
 from .message import Message
 from .protocol import JSON
 
@@ -72,11 +76,36 @@ HISTORY_ON_JOIN = DEFAULT_HISTORY_LIMIT
 _ENDPOINT = "endpoint"
 _INPUTS = "inputs"
 _SHARE = "share"
+_RELAY = "relay"
+#: How the page reaches the channels: ``direct`` (its own WebSocket), ``kernel`` (relayed
+#: through this side's connection), ``auto`` (direct when the page can, else kernel).
+TRANSPORTS = ("auto", "direct", "kernel")
 #: Recent inputs the "Share a cell" control offers.
 RECENT_INPUTS = 10
 
 #: Live widgets: ``%channels paste`` takes cells from their topics too.
 WIDGETS: weakref.WeakSet[ChannelWidget] = weakref.WeakSet()
+#: The widgets each notebook cell (by its ``cellId``) made in its last run, by that run's
+#: request id: running the cell again closes them, so re-runs leak nothing.
+_MADE_BY_CELL: dict[str, tuple[str, list[weakref.ref[ChannelWidget]]]] = {}
+
+
+def _cell_run() -> tuple[str, str] | None:
+    """The notebook cell running now and its execute request's id, when a front end
+    that names cells (JupyterLab, Notebook 7) runs this kernel."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipykernel
+        return None
+    kernel = getattr(get_ipython(), "kernel", None)
+    parent = kernel.get_parent() if kernel is not None else None
+    if not isinstance(parent, dict):
+        return None
+    cell = (parent.get("metadata") or {}).get("cellId")
+    run = (parent.get("header") or {}).get("msg_id")
+    if not isinstance(cell, str) or not isinstance(run, str) or not cell or not run:
+        return None
+    return cell, run
 
 
 class ChannelWidget(anywidget.AnyWidget):
@@ -85,7 +114,9 @@ class ChannelWidget(anywidget.AnyWidget):
 
     ``url`` / ``token`` pick the server (or service) for both sides; by default the
     kernel side discovers it as ``jc.connect()`` does, and the browser side uses
-    its Jupyter page's endpoint and login.
+    its Jupyter page's endpoint and login. ``transport``: ``"direct"`` (the page's own
+    WebSocket), ``"kernel"`` (every frame relayed through this kernel's connection) or
+    ``"auto"`` (direct when the page reaches an endpoint, else kernel).
     """
 
     _esm = _STATIC / "widget.js"
@@ -95,20 +126,56 @@ class ChannelWidget(anywidget.AnyWidget):
     #: Whether the page asks this side for its endpoint even inside a Jupyter page: the
     #: channels are not the page's own server's.
     _endpoint_from_kernel = traitlets.Bool(False).tag(sync=True)
+    #: The page's key for this widget's live state, the same for every view of it.
+    _room = traitlets.Unicode().tag(sync=True)
+    transport = traitlets.Unicode(
+        "auto", help='How the page reaches the channels: "auto", "direct" or "kernel".'
+    ).tag(sync=True)
 
     def __init__(
-        self, topic: str, *, url: str | None = None, token: str | None = None, **kwargs: Any
+        self,
+        topic: str,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+        transport: str = "auto",
+        **kwargs: Any,
     ) -> None:
         self._url = url
         self._token = token
-        self._conn: Connection | None = None
+        self._shared: SharedConnection | None = None
         self._sub: Subscription | None = None
         self._handlers: list[tuple[str, Callback]] = []
+        self._tasks: set[asyncio.Future[Any]] = set()
         self._lock = threading.RLock()
         elsewhere = bool(url or os.environ.get(ENV_SERVICE_URL))
-        super().__init__(topic=topic, _endpoint_from_kernel=elsewhere, **kwargs)
+        super().__init__(
+            topic=topic,
+            transport=transport,
+            _room=uuid.uuid4().hex,
+            _endpoint_from_kernel=elsewhere,
+            **kwargs,
+        )
         self.on_msg(self._on_custom_message)
         WIDGETS.add(self)
+        self._replace_earlier_run()
+
+    def _replace_earlier_run(self) -> None:
+        """Close the widgets an earlier run of this cell made: their output is gone."""
+        where = _cell_run()
+        if where is None:
+            return
+        cell, run = where
+        made = _MADE_BY_CELL.get(cell)
+        if made is not None and made[0] != run:
+            for ref in made[1]:
+                widget = ref()
+                if widget is not None and widget.comm is not None:
+                    widget.close()
+            made = None
+        if made is None:
+            made = _MADE_BY_CELL[cell] = (run, [])
+        made[1].append(weakref.ref(self))
 
     @traitlets.validate("topic")
     def _check_topic(self, proposal: Any) -> str:
@@ -118,6 +185,15 @@ class ChannelWidget(anywidget.AnyWidget):
                 f"invalid topic {topic!r}: 1-255 characters of A-Z a-z 0-9 _ . : @ / + -"
             )
         return topic
+
+    @traitlets.validate("transport")
+    def _check_transport(self, proposal: Any) -> str:
+        transport = proposal["value"]
+        if transport not in TRANSPORTS:
+            raise traitlets.TraitError(
+                f"invalid transport {transport!r}: one of {', '.join(map(repr, TRANSPORTS))}"
+            )
+        return str(transport)
 
     # -- the kernel side ----------------------------------------------------------------------
 
@@ -161,42 +237,72 @@ class ChannelWidget(anywidget.AnyWidget):
         """Who is here: username -> one presence meta per connection."""
         return self._subscription().members
 
+    def _connection(self) -> SharedConnection:
+        """The kernel's connection for this widget's endpoint, shared by every widget."""
+        with self._lock:
+            if self._shared is None or self._shared.state == "closed":
+                self._shared = shared_connection(self._url, self._token)
+            return self._shared
+
     def _subscription(self) -> Subscription:
         with self._lock:
             sub = self._sub
             if sub is None or not sub.joined:
-                if self._conn is None or self._conn.state == "closed":
-                    self._conn = Connection(self._url, self._token)
-                sub = self._conn.join(self.topic, history=HISTORY_ON_JOIN)
-                for subject, callback in self._handlers:
-                    sub.on(subject, callback)
-                self._sub = sub
+                shared = self._connection()
+                asub = shared.call(shared.acquire(self.topic, self))
+                asub.off(self._deliver)
+                asub.on("*", self._deliver)
+                sub = self._sub = Subscription(shared.conn, asub)
             return sub
+
+    def _deliver(self, message: Message) -> None:
+        """The topic's messages to this widget's callbacks (on the client's thread)."""
+        for subject, callback in list(self._handlers):
+            if subject not in ("*", message.subject):
+                continue
+            try:
+                result = callback(message)
+                if inspect.isawaitable(result):
+                    task = asyncio.ensure_future(result)
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            except Exception:
+                log.exception("callback %r failed on %s", callback, message)
+
+    def _release(self) -> None:
+        """Let go of the kernel side's topic (left once nothing else of the kernel holds it)."""
+        with self._lock:
+            old, self._sub = self._sub, None
+        shared = self._shared
+        if old is None or shared is None:
+            return
+        old._sub.off(self._deliver)
+        try:
+            shared.call(shared.release(old.topic, self))
+        except (ChannelError, RuntimeError) as e:
+            # RuntimeError: from the client's own thread (a callback): it is left with the
+            # connection.
+            log.warning("leaving %s failed: %s", old.topic, e)
 
     @traitlets.observe("topic")
     def _topic_changed(self, change: Any) -> None:
         with self._lock:
-            old, self._sub = self._sub, None
-            if old is None:
+            if self._sub is None:
                 return
-            try:
-                old.leave()
-            except ChannelError as e:
-                log.warning("leaving %s failed: %s", old.topic, e)
+            self._release()
             if self._handlers:
                 self._subscription()  # the callbacks keep firing, on the new topic
 
     def close(self) -> None:
-        """Close the views and the kernel side's connection."""
-        with self._lock:
-            conn, self._conn, self._sub = self._conn, None, None
-        if conn is not None:
+        """Close the views, leave this widget's topics and drop its pages' relay links
+        (the kernel's shared connection stays, for the other widgets)."""
+        self._release()
+        shared = self._shared
+        if shared is not None:
             try:
-                conn.close()
+                shared.close_links_of(self)
             except (ChannelError, RuntimeError) as e:
-                # RuntimeError: closed from the client's own thread (a callback, or the
-                # garbage collector running there); its daemon thread ends with the process.
-                log.debug("closing the widget's connection: %s", e)
+                log.debug("closing the widget's relay links: %s", e)
         super().close()
 
     # -- sharing cells -------------------------------------------------------------------------
@@ -236,6 +342,9 @@ class ChannelWidget(anywidget.AnyWidget):
         if not isinstance(content, dict):
             return
         kind = content.get("kind")
+        if kind == _RELAY:
+            self._relay(content)
+            return
         if kind == _INPUTS:
             self._send_inputs()
             return
@@ -254,6 +363,31 @@ class ChannelWidget(anywidget.AnyWidget):
         if login is not None:
             answer["login"] = login
         super().send(answer)
+
+    def _relay(self, content: dict[str, Any]) -> None:
+        """A page's relay message: acknowledged at once (the page sees the kernel is not
+        busy), then handed to the kernel's shared connection."""
+        link, op = content.get("link"), content.get("op")
+        if not isinstance(link, str) or op not in ("open", "close", "frames"):
+            return
+        super().send({"kind": _RELAY, "link": link, "op": "ack", "seq": content.get("seq")})
+        if op == "open":
+            try:
+                self._connection()
+            except (ChannelError, ValueError) as e:
+                super().send({"kind": _RELAY, "link": link, "op": "close", "reason": str(e)})
+                return
+        shared = self._shared
+        if shared is None:
+            return
+        texts = content.get("texts")
+        texts = [t for t in texts if isinstance(t, str)] if isinstance(texts, list) else []
+        shared.receive(link, op, texts, self._relay_send, self)
+
+    def _relay_send(self, message: dict[str, Any]) -> None:
+        """To the page, from the connection's thread (a comm message goes out on IOPub,
+        also while a cell runs)."""
+        super().send(message)
 
     def _page_token(self, endpoint: Endpoint) -> str:
         """The token the page may connect with: one given to this widget, or the kernel

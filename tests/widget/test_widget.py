@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -132,13 +133,120 @@ def test_members_show_the_kernel_side_in_the_topic(make_widget: Factory) -> None
     assert [meta["kind"] for meta in members["ada"]] == ["browser"]
 
 
-def test_close_closes_the_kernel_side_connection(make_widget: Factory) -> None:
-    widget = make_widget("py:close")
-    widget.send("text", {"text": "bye"})
-    connection = widget._conn
-    assert connection is not None
+def test_widgets_of_a_kernel_share_one_connection_and_closing_one_leaves_only_its_hold(
+    make_widget: Factory,
+) -> None:
+    first, second = make_widget("py:close"), make_widget("py:close")
+    first.send("text", {"text": "one"})
+    second.send("text", {"text": "two"})
+    shared = first._connection()
+    assert second._connection() is shared
+    assert shared.holders("py:close") == 2
+    threads = threading.active_count()
+
+    first.close()
+    assert shared.holders("py:close") == 1
+    assert second.send("text", {"text": "still here"}) > 0
+    second.close()
+    assert "py:close" not in shared.topics
+    assert shared.state == "connected"  # the kernel's connection stays for later widgets
+    assert threading.active_count() == threads
+
+
+def relay(widget: ChannelWidget, link: str, op: str, seq: int, *frames: dict[str, Any]) -> None:
+    """What a page sends its kernel on a relay link."""
+    message: dict[str, Any] = {"kind": "relay", "link": link, "op": op, "seq": seq}
+    if frames:
+        message["texts"] = [json.dumps(frame) for frame in frames]
+    widget._on_custom_message(widget, message, [])
+
+
+def relayed(sent: list[Any], link: str) -> list[dict[str, Any]]:
+    """The frames the kernel relayed to the page on ``link``."""
+    return [
+        json.loads(text)
+        for m in sent
+        if m.get("kind") == "relay" and m.get("link") == link and m.get("op") == "frames"
+        for text in m["texts"]
+    ]
+
+
+def test_the_kernel_relays_a_pages_join_push_and_the_topics_messages(
+    lab: Lab, make_widget: Factory, custom_messages: list[Any]
+) -> None:
+    lab.post("py:relay", "text", {"text": "before"})
+    widget = make_widget("py:relay")
+    relay(widget, "L1", "open", 1)
+    assert {"kind": "relay", "link": "L1", "op": "ack", "seq": 1} in custom_messages
+    wait_until(lambda: {"kind": "relay", "link": "L1", "op": "open"} in custom_messages)
+
+    join = {"event": "join", "topic": "py:relay", "ref": "1", "history": 50, "payload": {}}
+    relay(widget, "L1", "frames", 2, join)
+    wait_until(lambda: any(f.get("ref") == "1" for f in relayed(custom_messages, "L1")))
+    reply = next(f for f in relayed(custom_messages, "L1") if f.get("ref") == "1")
+    assert reply["payload"]["status"] == "ok"
+    assert [m["payload"]["text"] for m in reply["payload"]["response"]["messages"]] == ["before"]
+    wait_until(lambda: any(f["event"] == "presence_state" for f in relayed(custom_messages, "L1")))
+
+    push = {"event": "message", "topic": "py:relay", "ref": "2", "subject": "text"}
+    relay(widget, "L1", "frames", 3, {**push, "payload": {"text": "from the page"}})
+    wait_until(lambda: any(f.get("ref") == "2" for f in relayed(custom_messages, "L1")))
+    stored = lab.messages("py:relay")
+    assert [m["payload"]["text"] for m in stored] == ["before", "from the page"]
+    ack = next(f for f in relayed(custom_messages, "L1") if f.get("ref") == "2")
+    assert ack["payload"]["response"]["offset"] == stored[-1]["offset"]
+
+    lab.post("py:relay", "text", {"text": "after"})
+    wait_until(
+        lambda: any(
+            f["event"] == "message" and f["payload"] == {"text": "after"}
+            for f in relayed(custom_messages, "L1")
+        )
+    )
+    shared = widget._connection()
+    assert shared.holders("py:relay") == 1
+    relay(widget, "L1", "close", 4)
+    wait_until(lambda: "py:relay" not in shared.topics)
+
+
+def test_a_page_pushing_to_a_topic_it_did_not_join_gets_not_joined(
+    make_widget: Factory, custom_messages: list[Any]
+) -> None:
+    widget = make_widget("py:relay-nj")
+    relay(widget, "L2", "open", 1)
+    wait_until(lambda: {"kind": "relay", "link": "L2", "op": "open"} in custom_messages)
+    push = {"event": "message", "topic": "py:elsewhere", "ref": "7", "subject": "text"}
+    relay(widget, "L2", "frames", 2, {**push, "payload": {"text": "x"}})
+    wait_until(lambda: any(f.get("ref") == "7" for f in relayed(custom_messages, "L2")))
+    reply = next(f for f in relayed(custom_messages, "L2") if f.get("ref") == "7")
+    assert reply["payload"] == {
+        "status": "error",
+        "response": {"reason": "not_joined", "detail": "not joined to 'py:elsewhere'"},
+    }
+
+
+def test_closing_a_widget_drops_its_pages_links_and_their_topics(
+    make_widget: Factory, custom_messages: list[Any]
+) -> None:
+    widget = make_widget("py:relay-close")
+    relay(widget, "L3", "open", 1)
+    wait_until(lambda: {"kind": "relay", "link": "L3", "op": "open"} in custom_messages)
+    join = {"event": "join", "topic": "py:relay-close", "ref": "1", "payload": {}}
+    relay(widget, "L3", "frames", 2, join)
+    wait_until(lambda: any(f.get("ref") == "1" for f in relayed(custom_messages, "L3")))
+    shared = widget._connection()
+    assert shared.links_of(widget) == 1
     widget.close()
-    assert connection.state == "closed"
+    assert shared.links_of(widget) == 0
+    wait_until(lambda: "py:relay-close" not in shared.topics)
+
+
+def test_the_transport_is_auto_direct_or_kernel(make_widget: Factory) -> None:
+    widget = make_widget("py:transport")
+    assert widget.transport == "auto"
+    widget.transport = "kernel"
+    with pytest.raises(traitlets.TraitError, match="invalid transport 'websocket'"):
+        widget.transport = "websocket"
 
 
 def test_a_page_without_jupyter_config_gets_the_endpoint_from_the_kernel(

@@ -43,6 +43,8 @@ class AsyncSubscription:
         #: server could not answer the rejoin; tried again with backoff) or ``closed``.
         self.state = "joining"
         self.close_reason: str | None = None
+        #: False on a topic this user may read but not send to (from the last join reply).
+        self.can_send = True
         #: Whether the server sends this subscription presence frames (``members``).
         self.wants_presence = True
         #: Set by the first join reply; a reconnect rejoins only confirmed subscriptions
@@ -75,6 +77,10 @@ class AsyncSubscription:
             return fn
 
         return register if callback is None else register(callback)
+
+    def off(self, callback: Callback) -> None:
+        """Stop calling ``callback`` (every subject it was registered for)."""
+        self._handlers = [(s, fn) for s, fn in self._handlers if fn is not callback]
 
     async def send(
         self, subject: str, payload: JSON = None, *, timeout: float | None = None
@@ -180,6 +186,7 @@ class AsyncSubscription:
             self.last_offset = 0
         self.epoch = epoch
         self.recovered = bool(response.get("recovered", True))
+        self.can_send = response.get("can_send") is not False
         for frame in response.get("messages", []):
             self._deliver(frame)
         # Everything up to the topic's offset at the join is history (delivered above, or
