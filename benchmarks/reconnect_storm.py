@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from presence_storm import Classroom, _rss_kb
+from presence_storm import Classroom, _cpu_s, _rss_kb
 from wsload import WS, connect
 
 TOPIC = "bench:restart"
@@ -93,6 +93,8 @@ class Student:
     def join(self) -> None:
         assert self.ws is not None
         frame: dict[str, Any] = {"event": "join", "topic": TOPIC, "ref": "j"}
+        if not self.run.presence:
+            frame["presence"] = False
         if self.last:
             frame["since"] = self.last
         self.ws.send(json.dumps(frame))
@@ -103,8 +105,9 @@ class Student:
 
 
 class Run:
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, presence: bool) -> None:
         self.n = n
+        self.presence = presence
         self.joined = 0
         self.all_joined = asyncio.Event()
         self.recovering = n
@@ -138,7 +141,7 @@ async def caught_up(students: list[Student], offset: int, timeout: float) -> Non
 
 async def storm(server: Classroom, again: Classroom, args: argparse.Namespace) -> dict[str, Any]:
     url = f"ws://127.0.0.1:{server.port}/api/channels/websocket"
-    run = Run(args.clients)
+    run = Run(args.clients, args.presence)
     students = [Student(run, token) for token in server.tokens]
     sem = asyncio.Semaphore(100)
 
@@ -157,6 +160,7 @@ async def storm(server: Classroom, again: Classroom, args: argparse.Namespace) -
     await asyncio.to_thread(server.__exit__)
     await asyncio.to_thread(again.__enter__)
     run.restarted = time.perf_counter()
+    cpu = (_cpu_s(again.pid), time.process_time())
     publisher = await connect(url, server.token, lambda data: None)
     publisher.send(json.dumps({"event": "join", "topic": TOPIC, "presence": False}))
     stop = asyncio.Event()
@@ -165,6 +169,7 @@ async def storm(server: Classroom, again: Classroom, args: argparse.Namespace) -
     await asyncio.gather(*(open_one(s) for s in students))
     with contextlib.suppress(asyncio.TimeoutError):  # the counts tell who never got there
         await asyncio.wait_for(run.all_recovered.wait(), 120)
+    cpu = (_cpu_s(again.pid) - cpu[0], time.process_time() - cpu[1])
     recovered = [s.recovered_at - run.restarted for s in students if s.recovered_at is not None]
     remaining = STORM - (time.perf_counter() - run.restarted)
     if remaining > 0:
@@ -190,6 +195,8 @@ async def storm(server: Classroom, again: Classroom, args: argparse.Namespace) -
         "live_p50_ms": pct(0.5),
         "live_p99_ms": pct(0.99),
         "live_deliveries": len(latencies),
+        "server_cpu_s": cpu[0],
+        "generator_cpu_s": cpu[1],
     }
 
 
@@ -221,6 +228,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--history", type=int, default=200)
     parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument(
+        "--presence", action=argparse.BooleanOptionalAction, default=True,
+        help="whether the clients join with presence (default: yes)",
+    )  # fmt: skip
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -228,6 +239,7 @@ def main() -> None:
     print(
         f"reconnect storm: {args.clients} clients, {args.history} messages of history, "
         f"restart, all rejoin with since while {args.rate:.0f} msg/s are published"
+        f"{'' if args.presence else ' (presence off)'}"
     )
     for mode in args.modes:
         r = run(args, mode)
@@ -239,7 +251,8 @@ def main() -> None:
             f"{r['recovered']}/{args.clients}); every offset once and in order: "
             f"{r['exact']}/{args.clients}; joins refused {r['refused_joins']}; "
             f"live latency p50 {p50} p99 {p99} ({r['live_deliveries']:,} deliveries); "
-            f"server peak RSS {r['server_peak_rss_mb']:.0f} MB"
+            f"server peak RSS {r['server_peak_rss_mb']:.0f} MB; CPU until all recovered: "
+            f"server {r['server_cpu_s']:.1f} s, generator {r['generator_cpu_s']:.1f} s"
         )
         sys.stdout.flush()
 
