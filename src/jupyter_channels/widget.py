@@ -34,6 +34,7 @@ import asyncio
 import inspect
 import logging
 import os
+import sys
 import threading
 import uuid
 import weakref
@@ -401,9 +402,14 @@ class ChannelWidget(anywidget.AnyWidget):
         return ""
 
     def _send_inputs(self) -> None:
-        from .magics import recent_inputs
+        cells = _marimo_cells()
+        if cells is not None:
+            found = [(n, source) for n, (source, _) in cells.items()][-RECENT_INPUTS:]
+        else:
+            from .magics import recent_inputs
 
-        inputs = [{"n": n, "source": source} for n, source in recent_inputs(RECENT_INPUTS)]
+            found = recent_inputs(RECENT_INPUTS)
+        inputs = [{"n": n, "source": source} for n, source in found]
         super().send({"kind": _INPUTS, "inputs": inputs})
 
     def _share_input(self, n: object) -> None:
@@ -412,7 +418,42 @@ class ChannelWidget(anywidget.AnyWidget):
         if not isinstance(n, int) or isinstance(n, bool):
             return
         try:
-            self._subscription().send(sharing.SUBJECT, input_cell(n))
+            cells = _marimo_cells()
+            if cells is None:
+                payload = input_cell(n)
+            elif n in cells:
+                payload = _marimo_cell_payload(*cells[n])
+            else:
+                raise IndexError(f"no cell {n}")
+            self._subscription().send(sharing.SUBJECT, payload)
             super().send({"kind": _SHARE, "n": n})
         except (ChannelError, IndexError) as e:
             super().send({"kind": _SHARE, "n": n, "error": str(e)})
+
+
+def _marimo_cells() -> dict[int, tuple[str, Any]] | None:
+    """In a marimo notebook: its cells in notebook order (from 1), each ``(source as
+    typed, its last output or None)``; ``None`` elsewhere."""
+    if "marimo" not in sys.modules:
+        return None
+    try:
+        from marimo._runtime.context import safe_get_context
+
+        ctx = safe_get_context()
+        if ctx is None:
+            return None
+        cells = list(ctx.graph.cells.values())
+        found = [(cell.code, getattr(cell._output, "output", None)) for cell in cells]
+    except (ImportError, AttributeError) as e:  # a marimo whose internals moved
+        log.debug("cannot list marimo's cells: %s", e)
+        return None
+    return {n: cell for n, cell in enumerate(found, 1) if cell[0].strip()}
+
+
+def _marimo_cell_payload(source: str, output: Any) -> dict[str, Any]:
+    """A marimo cell as a ``cell`` payload: its source, and its output as text (marimo
+    keeps the output object; what it shows is its own rendering)."""
+    outputs = []
+    if output is not None:
+        outputs.append(sharing.execute_result({"text/plain": repr(output)}, None))
+    return sharing.cell_payload(source, outputs=outputs)
