@@ -110,3 +110,39 @@ def test_the_hub_path_benchmark_runs_both_scenarios_through_the_proxy_and_direct
     assert p50[0].strip() == "latency S=5 50/s"
     assert p50[5].strip().endswith("%")  # the proxy's share of the latency
     assert "INVALID" not in out
+
+
+def test_the_presence_storm_benchmark_runs_both_modes_and_every_client_lists_everyone():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "presence_storm.py"), "--clients", "20"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    rows = result.stdout.splitlines()[1:]
+    assert [row.split()[1] for row in rows] == ["batched", "previous"], result.stdout
+    for row in rows:
+        assert "(20/20)" in row, row  # every client's presence listed all 20
+        assert "x final state" in row
+
+
+def test_the_reconnect_storm_benchmark_runs_both_modes_and_every_client_recovers():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "reconnect_storm.py"), "--clients", "10",
+         "--history", "5", "--rate", "10"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    rows = result.stdout.splitlines()[1:]
+    assert [row.split()[0] for row in rows] == ["batched", "previous"], result.stdout
+    for row in rows:
+        assert ", 10/10);" in row, row  # all 10 recovered
+        assert "live latency" in row
+
+
+def test_the_idle_memory_benchmark_reports_per_connection_and_by_file():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "idle_memory.py"), "--connections", "5"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("idle memory: 5 joined connections"), result.stdout
+    assert "  by file (KB/connection):" in lines
+    assert "  by line (bytes/connection):" in lines
