@@ -146,3 +146,19 @@ def test_the_idle_memory_benchmark_reports_per_connection_and_by_file():
     assert lines[0].startswith("idle memory: 5 joined connections"), result.stdout
     assert "  by file (KB/connection):" in lines
     assert "  by line (bytes/connection):" in lines
+
+
+def test_the_widget_relay_benchmark_runs_and_reports_both_transports_and_the_ramp():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "widget_relay.py"), "--messages", "20",
+         "--ramp", "100", "--step", "0.2"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert lines[0] == "widget_relay: 20 messages at 50 msg/s into an idle kernel's widget"
+    for transport in ("kernel", "direct"):
+        (row,) = [line for line in lines if line.strip().startswith(transport)]
+        assert "received 20 of 20" in row
+        assert "latency p50 ms" in row
+    assert any(line.strip().startswith("ramp    100 msg/s") for line in lines)
+    assert any("relay sustained into one widget" in line for line in lines)
