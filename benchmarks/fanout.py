@@ -117,6 +117,9 @@ TRAITS: dict[str, Any] = {
     # Every load connection is one user (one token): the per-user cap would refuse
     # all but the first 200 of the fanout and idle subscribers.
     "max_connections_per_user": 100_000,
+    # The load generator joins thousands of subscribers at once and does not come back
+    # after retry_after (as the bundled clients do): no join admission.
+    "join_rate": 0,
 }
 
 #: The targets, in the order they take turns; every one but the baseline speaks the
