@@ -306,9 +306,13 @@ class Room {
     // A socket of this widget's own: its frames go through this model's custom messages.
     const socket = new Socket("kernel://relay/", { WebSocket, timeout: KERNEL_TIMEOUT_MS });
     this._useSocket(socket, "kernel");
-    const leave = () => socket.close();
-    window.addEventListener("pagehide", leave);
-    this._cleanup.push(() => window.removeEventListener("pagehide", leave));
+    // The page is going away: tell the kernel while the page can still send (a page
+    // that stays after all reconnects, on a new link, rejoining with `since`).
+    const leave = () => socket._ws?.close(1001, "the page is going away");
+    for (const event of ["beforeunload", "pagehide"]) {
+      window.addEventListener(event, leave);
+      this._cleanup.push(() => window.removeEventListener(event, leave));
+    }
     await this.switchTopic(this.topic);
   }
 
