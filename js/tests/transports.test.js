@@ -7,7 +7,7 @@ import { beforeEach, describe, test } from "node:test";
 
 import { Socket } from "../client.js";
 import { Event } from "../constants.js";
-import { BUSY_AFTER_MS, kernelWebSocket } from "../transports.js";
+import { BUSY_AFTER_MS, firstConnection, kernelWebSocket } from "../transports.js";
 import { FakeClock, FakeEnvironment, FakeWebSocket, message, settle } from "./fakes.js";
 
 const TOPIC = "chat:lobby";
@@ -304,5 +304,25 @@ describe("the kernel transport", () => {
       kernel.received.map((m) => m.op),
       ["open", "frames", "close"],
     );
+  });
+});
+
+describe("firstConnection", () => {
+  test("is true once the socket connects and false when its first attempt fails", async () => {
+    FakeWebSocket.reset();
+    const options = { WebSocket: FakeWebSocket, clock, env, random: () => 0.5, heartbeatInterval: 0 };
+    const reached = new Socket("ws://127.0.0.1:1/api/channels/websocket", options);
+    const first = firstConnection(reached, 10_000);
+    FakeWebSocket.last.open();
+    assert.equal(await first, true);
+    assert.equal(await firstConnection(reached, 10_000), true); // already connected
+
+    const refused = new Socket("ws://127.0.0.1:2/api/channels/websocket", options);
+    const second = firstConnection(refused, 10_000);
+    FakeWebSocket.last.drop(); // a 404, a refused origin, a blocked webview
+    assert.equal(await second, false);
+    assert.equal(refused.state, "reconnecting");
+    reached.close();
+    refused.close();
   });
 });
