@@ -62,3 +62,11 @@ def test_no_js_module_parses_strings_as_html() -> None:
     for path in sources:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             assert not HTML_SINKS.search(line), f"{path.relative_to(REPO_ROOT)}:{number}: {line}"
+
+
+def test_the_built_bundle_loads_from_anywidgets_esm_alone() -> None:
+    """VS Code and Colab load the widget's ``_esm`` as one module: the bundle imports
+    nothing (no other module, no CDN)."""
+    bundle = (REPO_ROOT / "src" / "jupyter_channels" / "static" / "widget.js").read_text()
+    assert not re.search(r"""\bimport\s*[("'{*]|\bfrom\s*["']""", bundle)
+    assert not re.search(r"""\brequire\s*\(""", bundle)
