@@ -162,3 +162,15 @@ def test_the_widget_relay_benchmark_runs_and_reports_both_transports_and_the_ram
         assert "latency p50 ms" in row
     assert any(line.strip().startswith("ramp    100 msg/s") for line in lines)
     assert any("relay sustained into one widget" in line for line in lines)
+
+
+def test_the_connect_storm_benchmark_runs_and_every_client_joins():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "connect_storm.py"), "--clients", "20",
+         "--spread", "0.5"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("connect storm: 20 clients"), result.stdout
+    assert "(20/20)" in lines[1]
+    assert "gave up 0" in lines[1]
