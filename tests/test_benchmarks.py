@@ -174,3 +174,15 @@ def test_the_connect_storm_benchmark_runs_and_every_client_joins():
     assert lines[0].startswith("connect storm: 20 clients"), result.stdout
     assert "(20/20)" in lines[1]
     assert "gave up 0" in lines[1]
+
+
+def test_the_broadcast_10k_benchmark_runs_in_several_processes_and_reports_percentiles():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "broadcast_10k.py"), "--subscribers", "20",
+         "--processes", "2", "--seconds", "2"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("broadcast_10k: 20 subscribers in 2 processes"), result.stdout
+    assert "p99" in lines[1]
+    assert "generator CPU" in lines[1]
