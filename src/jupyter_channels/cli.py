@@ -148,15 +148,7 @@ def cmd_listen(args: argparse.Namespace) -> None:
     stop = threading.Event()
 
     def show(message: Message) -> None:
-        frame = {
-            "topic": message.topic,
-            "subject": message.subject,
-            "payload": message.payload,
-            "offset": message.offset,
-            "ts": message.ts,
-            "from": message.sender,
-        }
-        sys.stdout.write(json.dumps(frame) + "\n")
+        sys.stdout.write(json.dumps(message.fields()) + "\n")
         sys.stdout.flush()
 
     try:

@@ -37,6 +37,7 @@ from .client.aio import AsyncConnection
 from .client.subscription import AsyncSubscription
 from .client.sync import Connection
 from .constants import DEFAULT_HISTORY_LIMIT, ErrorCode, Event, Status
+from .message import Message
 from .protocol import dumps
 
 log = logging.getLogger(__name__)
@@ -383,16 +384,8 @@ class Link:
             raise ChannelError(ErrorCode.UNAVAILABLE.value, sub.close_reason or "closed")
 
 
-def _frame_of(message: Any) -> dict[str, Any]:
-    return {
-        "event": Event.MESSAGE.value,
-        "topic": message.topic,
-        "subject": message.subject,
-        "payload": message.payload,
-        "offset": message.offset,
-        "ts": message.ts,
-        "from": message.sender,
-    }
+def _frame_of(message: Message) -> dict[str, Any]:
+    return {"event": Event.MESSAGE.value, **message.fields()}
 
 
 _shared: dict[tuple[str | None, str | None], SharedConnection] = {}

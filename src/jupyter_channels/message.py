@@ -38,3 +38,15 @@ class Message:
             ts=frame.get("ts"),
             sender=frame.get("from"),
         )
+
+    def fields(self) -> dict[str, Any]:
+        """The received message's fields under their wire names (``from`` for ``sender``):
+        what ``from_frame`` read, without the ``event``."""
+        return {
+            "topic": self.topic,
+            "subject": self.subject,
+            "payload": self.payload,
+            "offset": self.offset,
+            "ts": self.ts,
+            "from": self.sender,
+        }
