@@ -186,3 +186,21 @@ def test_the_broadcast_10k_benchmark_runs_in_several_processes_and_reports_perce
     assert lines[0].startswith("broadcast_10k: 20 subscribers in 2 processes"), result.stdout
     assert "p99" in lines[1]
     assert "generator CPU" in lines[1]
+
+
+def test_the_many_topics_benchmark_reports_many_one_and_their_ratio():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "many_topics.py"), "--topics", "6",
+         "--subscribers", "2", "--publishers", "3", "--messages", "10",
+         "--one-messages", "2", "--runs", "1", "--processes", "2"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("many_topics: 6 topics x 2 subscribers (12 connections"), lines
+    assert lines[1].split() == ["target", "figure", "many", "one", "many/one"]
+    rows = [line for line in lines if line.startswith("extension")]
+    figures = ["acked msgs/s", "deliveries/s", "publisher CPU", "subscriber CPU"]
+    assert [row[11:27].strip() for row in rows] == figures, result.stdout
+    for row in rows:
+        assert len(row[27:].split()) == 3
+    assert "INVALID" not in result.stdout
