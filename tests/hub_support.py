@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from .support import REPO_ROOT, free_port
 
@@ -51,6 +52,13 @@ def missing() -> str | None:
     if not SINGLEUSER.exists():
         return f"jupyterhub-singleuser is not installed at {SINGLEUSER} (pip install jupyterhub)"
     return None
+
+
+def require() -> None:
+    """Fail (never skip) when this machine lacks what the hub tests need."""
+    why = missing()
+    if why:
+        pytest.fail(f"the JupyterHub tests need it: {why}", pytrace=False)
 
 
 class SpawnedHub:

@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
 
@@ -89,11 +87,9 @@ def test_the_history_reads_benchmark_runs_and_reports_every_read():
 
 
 def test_the_hub_path_benchmark_runs_both_scenarios_through_the_proxy_and_direct():
-    from .hub_support import missing
+    from .hub_support import require
 
-    why = missing()
-    if why:
-        pytest.fail(f"the hub benchmark needs it: {why}", pytrace=False)
+    require()
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "hub_path.py"), "--quick", "--runs", "1"],
         capture_output=True, text=True, timeout=300, check=True,

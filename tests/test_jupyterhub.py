@@ -16,15 +16,13 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from .hub_support import SCOPE, SpawnedHub, UserKernel, missing
+from .hub_support import SCOPE, SpawnedHub, UserKernel, require
 from .support import ChannelsClient
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpawnedHub]:
-    why = missing()
-    if why:
-        pytest.fail(f"the JupyterHub tests need it: {why}", pytrace=False)
+    require()
     spawned = SpawnedHub(Path(tmp_path_factory.mktemp("hub")))
     spawned.start()
     try:

@@ -26,7 +26,7 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from ..hub_support import PASSWORD, SpawnedHub, missing
+from ..hub_support import PASSWORD, SpawnedHub, require
 from .conftest import PAGE_TIMEOUT, notebook_json
 from .test_browser import cell_output, expect, feed, run_cell, say, widget_cell
 
@@ -133,9 +133,7 @@ class Lobby:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpawnedHub]:
-    why = missing()
-    if why:
-        pytest.fail(f"the JupyterHub browser tests need it: {why}", pytrace=False)
+    require()
     spawned = SpawnedHub(Path(tmp_path_factory.mktemp("hub")))
     spawned.start()
     try:
