@@ -32,14 +32,6 @@ def reply_budget(limits: Limits) -> int:
 ReadKey = tuple[str, int | None, int, int]
 
 
-async def join_page(broker: Broker, limits: Limits, frame: Frame) -> Page:
-    """The page a join replies with: the oldest after ``since``, else the newest ``history``."""
-    topic = frame.topic
-    assert topic is not None  # decode() guarantees it for join
-    limit = frame.history if frame.since is None else MAX_HISTORY_LIMIT
-    return await broker.read(topic, since=frame.since, limit=limit, max_bytes=reply_budget(limits))
-
-
 class SharedReads:
     """Join pages read once for every join asking for the same page at the same time.
 
