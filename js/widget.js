@@ -3,15 +3,17 @@
 // `initialize` runs once per widget model, before (and without) any view: it
 // connects and joins the topic, so the widget is live even when it is not shown.
 // `render` draws one view of it; every view of a model shows the same feed.
-//
-// Every received string is put on the page as text (textContent, attributes
-// through the DOM API), never parsed as HTML; a shared cell is shown as code and
-// never run.
+// The view is js/feed.js; shared cells are drawn by js/cells.js.
 
 import { ChannelError, Socket, getSocket } from "./client.js";
 import { DEFAULT_HISTORY_LIMIT, DEFAULT_TIMEOUT_MS, ErrorCode, Subject, WS_PATH } from "./constants.js";
 import { hubEndpoint, signIn } from "./signin.js";
 import { firstConnection, kernelWebSocket, modelKernel } from "./transports.js";
+import { describe } from "./dom.js";
+import { MAX_SHOWN, mount } from "./feed.js";
+
+export { pngData } from "./cells.js";
+export { KERNEL_BUSY, READ_ONLY_NOTE, SIGN_IN_NOTE, refusalLine } from "./feed.js";
 
 /** @typedef {import("./client.js").Message} Message */
 /** @typedef {import("./client.js").Members} Members */
@@ -26,29 +28,12 @@ import { firstConnection, kernelWebSocket, modelKernel } from "./transports.js";
  * @typedef {{url: string, token: string, login?: string}} Endpoint
  */
 
-/** The compose box's note on a topic this user may read but not send to. */
-export const READ_ONLY_NOTE = "read-only: you may read this topic but not send to it";
-
-/**
- * The header's line for a join the server refused: the topic, the reason code and the
- * server's detail (which, for topic permissions, names the rule).
- * @param {string} topic
- * @param {{reason: string, detail: string}} refusal
- */
-export function refusalLine(topic, { reason, detail }) {
-  return detail ? `cannot join ${topic} (${reason}): ${detail}` : `cannot join ${topic} (${reason})`;
-}
-
 /** @type {Set<string>} errors of a join that say the topic is not for this user: shown in the header */
 const REFUSALS = new Set([ErrorCode.UNAUTHORIZED, ErrorCode.JOIN_REJECTED, ErrorCode.UNMATCHED_TOPIC]);
 
-/** The header's note beside the link that signs in to a channels service under JupyterHub. */
-export const SIGN_IN_NOTE = "the channels service needs you to sign in; this widget connects once you have";
 /** How often a widget that is not signed in tries again (also whenever the window regains focus). */
 const SIGN_IN_RETRY_MS = 5_000;
 
-/** The header's words while the kernel relays and does not answer (it runs a cell). */
-export const KERNEL_BUSY = "kernel busy, messages wait";
 /** How long `auto` waits for a direct connection before relaying through the kernel. */
 const DIRECT_PROBE_MS = DEFAULT_TIMEOUT_MS;
 /**
@@ -69,26 +54,6 @@ export function unreachableLine(url) {
 const RETRY_NOTICE = "cannot rejoin";
 /** Messages shown when a topic is joined. */
 export const HISTORY_ON_JOIN = DEFAULT_HISTORY_LIMIT;
-/** The feed keeps at most this many messages on the page. */
-const MAX_SHOWN = 500;
-/** Longest text of one output or JSON payload shown; the rest is cut. */
-const MAX_TEXT = 20_000;
-/** Outputs of a shared cell shown at most. */
-const MAX_OUTPUTS = 20;
-const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
-
-/** The state line's words for the socket's states, and the topic's while it is not joined. */
-const STATE_LABELS = {
-  connecting: "connecting",
-  connected: "connected",
-  reconnecting: "reconnecting",
-  offline: "offline",
-  closed: "closed",
-  "signed-out": "not signed in",
-  joining: "joining",
-  rejoining: "rejoining",
-  retrying: "retrying",
-};
 
 /**
  * The channels endpoint of the Jupyter page this runs in, from `#jupyter-config-data`
@@ -174,7 +139,7 @@ function askKernel(model, question) {
  */
 
 /** The live state of one widget model: its channel, feed, members and connection state. */
-class Room {
+export class Room {
   /** @param {AnyModel} model */
   constructor(model) {
     this.model = model;
@@ -510,12 +475,6 @@ export function serverAnswer(error) {
   return { reason: e.reason, detail: typeof e.detail === "string" ? e.detail : "" };
 }
 
-/** @param {unknown} error */
-function describe(error) {
-  if (error instanceof ChannelError) return error.detail || error.reason;
-  return error instanceof Error ? error.message : String(error);
-}
-
 /** @type {Map<string, Promise<{username: string, name: string} | null>>} sign-ins under way */
 const signingIn = new Map();
 
@@ -559,350 +518,6 @@ function roomOf(model) {
     room.start();
   }
   return room;
-}
-
-// -- drawing ----------------------------------------------------------------------------------
-
-/**
- * An element with a class and, optionally, text (always as textContent).
- * @template {keyof HTMLElementTagNameMap} K
- * @param {K} tag
- * @param {string} className
- * @param {string} [text]
- * @returns {HTMLElementTagNameMap[K]}
- */
-function h(tag, className, text) {
-  const element = document.createElement(tag);
-  if (className) element.className = className;
-  if (text !== undefined) element.textContent = text;
-  return element;
-}
-
-/** @param {unknown} value */
-function clip(value) {
-  const text = typeof value === "string" ? value : Array.isArray(value) ? value.join("") : "";
-  return text.length > MAX_TEXT ? `${text.slice(0, MAX_TEXT)}…` : text;
-}
-
-/** @param {unknown} value */
-function compactJson(value) {
-  let text;
-  try {
-    text = JSON.stringify(value);
-  } catch {
-    text = String(value);
-  }
-  return clip(text ?? "null");
-}
-
-/**
- * The base64 of an `image/png` output, or null when it is not plain base64.
- * @param {unknown} value a string or a list of strings (nbformat splits lines)
- */
-export function pngData(value) {
-  const joined = typeof value === "string" ? value : Array.isArray(value) ? value.join("") : null;
-  if (joined === null || joined.length > 8 * 1024 * 1024) return null;
-  const clean = joined.replace(/\s+/g, "");
-  if (!clean || clean.length % 4 !== 0 || !BASE64_RE.test(clean)) return null;
-  return clean;
-}
-
-/**
- * A shared cell: its code with the language and a Copy button, then its outputs
- * (stream text, `text/plain`, `image/png`; nothing else is shown).
- * @param {any} payload
- */
-function renderCell(payload) {
-  const cell = h("div", "jc-cell");
-  const bar = h("div", "jc-cell-bar");
-  const source = clip(payload?.source);
-  bar.append(h("span", "jc-lang", typeof payload?.language === "string" ? payload.language : "code"));
-  if (typeof payload?.execution_count === "number") {
-    bar.append(h("span", "jc-exec", `[${payload.execution_count}]`));
-  }
-  if (typeof payload?.notebook === "string") bar.append(h("span", "jc-notebook", payload.notebook));
-  const copy = h("button", "jc-copy", "Copy");
-  copy.type = "button";
-  copy.title = "Copy the code";
-  const code = h("code", "", source);
-  copy.addEventListener("click", () => copyText(source, code, copy));
-  bar.append(copy);
-  const pre = h("pre", "jc-code");
-  pre.append(code);
-  cell.append(bar, pre);
-  const outputs = Array.isArray(payload?.outputs) ? payload.outputs.slice(0, MAX_OUTPUTS) : [];
-  if (outputs.length) {
-    const box = h("div", "jc-outputs");
-    for (const output of outputs) {
-      const shown = renderOutput(output);
-      if (shown) box.append(shown);
-    }
-    cell.append(box);
-  }
-  return cell;
-}
-
-/** @param {any} output @returns {HTMLElement | null} */
-function renderOutput(output) {
-  if (!output || typeof output !== "object") return null;
-  if (output.output_type === "stream") {
-    const stderr = output.name === "stderr";
-    return h("pre", stderr ? "jc-stream jc-stderr" : "jc-stream", clip(output.text));
-  }
-  const data = output.data;
-  if (!data || typeof data !== "object") return null;
-  const png = pngData(data["image/png"]);
-  if (png) {
-    const img = h("img", "jc-image");
-    img.alt = clip(data["text/plain"]) || "image";
-    img.src = `data:image/png;base64,${png}`;
-    return img;
-  }
-  if (data["text/plain"] !== undefined) return h("pre", "jc-plain", clip(data["text/plain"]));
-  return null;
-}
-
-/**
- * @param {string} text
- * @param {HTMLElement} code
- * @param {HTMLButtonElement} button
- */
-function copyText(text, code, button) {
-  const done = () => {
-    button.textContent = "Copied";
-    setTimeout(() => (button.textContent = "Copy"), 1500);
-  };
-  const select = () => {
-    // Without the async clipboard (a page that is not a secure context): select the code.
-    const selection = window.getSelection();
-    const range = document.createRange();
-    range.selectNodeContents(code);
-    selection?.removeAllRanges();
-    selection?.addRange(range);
-    if (document.execCommand?.("copy")) done();
-  };
-  if (navigator.clipboard?.writeText) navigator.clipboard.writeText(text).then(done, select);
-  else select();
-}
-
-/** @param {Message} message */
-function renderMessage(message) {
-  const item = h("div", "jc-msg");
-  if (typeof message.offset === "number") item.dataset.offset = String(message.offset);
-  item.dataset.subject = String(message.subject);
-  const meta = h("div", "jc-meta");
-  const author = h("span", "jc-author", String(message.from?.name ?? message.from?.user ?? "?"));
-  if (message.from?.kind) author.dataset.kind = String(message.from.kind);
-  const when = new Date(typeof message.ts === "number" ? message.ts : Date.now());
-  const time = h("time", "jc-time", when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
-  time.dateTime = when.toISOString();
-  time.title = when.toLocaleString();
-  meta.append(author, time);
-  /** @type {any} */
-  const payload = message.payload;
-  /** @type {HTMLElement} */
-  let body;
-  if (message.subject === Subject.TEXT && typeof payload?.text === "string") {
-    body = h("div", "jc-text", clip(payload.text));
-  } else if (message.subject === Subject.CELL && payload && typeof payload === "object") {
-    body = renderCell(payload);
-  } else {
-    body = h("div", "jc-other");
-    body.append(h("span", "jc-subject", String(message.subject)), h("code", "jc-json", compactJson(payload)));
-  }
-  item.append(meta, body);
-  return item;
-}
-
-/**
- * Who is here, grouped by user: initials in the user's color, the number of
- * their connections when more than one.
- * @param {HTMLElement} box
- * @param {HTMLElement} count
- * @param {Members} members
- */
-function renderPresence(box, count, members) {
-  const users = Object.entries(members).filter(([, metas]) => metas.length > 0);
-  users.sort(([a, am], [b, bm]) => (am[0].name || a).localeCompare(bm[0].name || b));
-  box.replaceChildren();
-  for (const [username, metas] of users) {
-    const first = metas[0];
-    const name = String(first.name || username);
-    const avatar = h("span", "jc-avatar", String(first.initials || name.slice(0, 1)).slice(0, 3));
-    avatar.dataset.user = username;
-    avatar.dataset.kind = String(first.kind);
-    if (typeof first.color === "string" && first.color) avatar.style.backgroundColor = first.color;
-    avatar.title = metas.length > 1 ? `${name} (${metas.length} connections)` : name;
-    if (metas.length > 1) avatar.append(h("span", "jc-badge", String(metas.length)));
-    box.append(avatar);
-  }
-  count.textContent = `${users.length} here`;
-  count.dataset.count = String(users.length);
-}
-
-/**
- * One view of a room.
- * @param {Room} room
- * @param {HTMLElement} el
- * @returns {() => void} cleanup
- */
-function mount(room, el) {
-  const root = h("div", "jc-widget");
-  const header = h("div", "jc-header");
-  const topic = h("span", "jc-topic");
-  const state = h("span", "jc-state");
-  const dot = h("span", "jc-dot");
-  const stateText = h("span", "jc-state-text");
-  state.append(dot, stateText);
-  const presence = h("div", "jc-presence");
-  const avatars = h("div", "jc-avatars");
-  const count = h("span", "jc-count");
-  presence.append(avatars, count);
-  // Its own row of the header: why this topic could not be joined.
-  const refusal = h("div", "jc-refusal");
-  refusal.setAttribute("role", "alert");
-  // Its own row too: the link that signs in to a channels service under JupyterHub.
-  const signInRow = h("div", "jc-signin-row");
-  const signInLink = h("a", "jc-signin", "Sign in to channels");
-  signInLink.target = "_blank";
-  signInLink.rel = "noopener";
-  signInRow.append(signInLink, h("span", "jc-signin-note", SIGN_IN_NOTE));
-  header.append(topic, state, presence, refusal);
-  const notice = h("div", "jc-notice");
-  const feed = h("div", "jc-feed");
-  feed.setAttribute("role", "log");
-  feed.setAttribute("aria-live", "polite");
-  const compose = h("div", "jc-compose");
-  // Typing here must not trigger JupyterLab's notebook shortcuts (Lumino honours this).
-  compose.setAttribute("data-lm-suppress-shortcuts", "true");
-  const input = h("input", "jc-input");
-  input.type = "text";
-  input.autocomplete = "off";
-  input.setAttribute("aria-label", "Message");
-  const send = h("button", "jc-send", "Send");
-  send.type = "button";
-  const shareButton = h("button", "jc-share", "Share a cell");
-  shareButton.type = "button";
-  shareButton.title = "Share one of this kernel's recent cells with the topic";
-  const readOnly = h("span", "jc-readonly", "read-only");
-  readOnly.title = READ_ONLY_NOTE;
-  compose.append(input, send, shareButton, readOnly);
-  // The picker lists the kernel's recent inputs; choosing one shares it (never runs it).
-  const picker = h("div", "jc-picker");
-  picker.hidden = true;
-  picker.setAttribute("data-lm-suppress-shortcuts", "true");
-  root.append(header, notice, feed, compose, picker);
-  el.append(root);
-
-  const atBottom = () => feed.scrollHeight - feed.scrollTop - feed.clientHeight < 24;
-
-  /** @type {View} */
-  const view = {
-    reset() {
-      feed.replaceChildren(...room.feed.map(renderMessage));
-      feed.scrollTop = feed.scrollHeight;
-      view.update();
-    },
-    append(message) {
-      const stick = atBottom();
-      feed.append(renderMessage(message));
-      while (feed.childElementCount > MAX_SHOWN) feed.firstElementChild?.remove();
-      if (stick) feed.scrollTop = feed.scrollHeight;
-    },
-    update() {
-      topic.textContent = room.topic;
-      topic.title = room.topic;
-      const shown = room.shownState();
-      const label = STATE_LABELS[/** @type {keyof typeof STATE_LABELS} */ (shown)] ?? shown;
-      const viaKernel = room.transport === "kernel";
-      stateText.textContent =
-        viaKernel && room.kernelBusy ? KERNEL_BUSY : viaKernel ? `${label} via kernel` : label;
-      root.dataset.state = shown;
-      root.dataset.transport = room.transport ?? "";
-      root.dataset.busy = String(viaKernel && room.kernelBusy);
-      renderPresence(avatars, count, room.members);
-      notice.textContent = room.transportError || room.notice;
-      notice.hidden = !notice.textContent;
-      refusal.textContent = room.refusal ? refusalLine(room.topic, room.refusal) : "";
-      refusal.hidden = !room.refusal;
-      // On the page only while needed: a link that is there signs in.
-      if (room.signInUrl) {
-        signInLink.href = room.signInUrl;
-        if (signInRow.parentNode !== header) header.append(signInRow);
-      } else {
-        signInRow.remove();
-      }
-      const locked = !room.canSend || room.refusal !== null;
-      root.dataset.readonly = String(!room.canSend);
-      readOnly.hidden = room.canSend;
-      for (const control of [input, send, shareButton]) control.disabled = locked;
-      if (locked && !picker.hidden) closePicker();
-      input.placeholder = room.refusal
-        ? "not joined"
-        : room.canSend
-          ? `Message ${room.topic}`
-          : READ_ONLY_NOTE;
-    },
-  };
-
-  const submit = () => {
-    const text = input.value;
-    if (!text.trim()) return;
-    input.value = "";
-    room.notice = "";
-    view.update();
-    room.send(text).catch((error) => {
-      room.notice = `not sent: ${describe(error)}`;
-      if (!input.value) input.value = text;
-      room._update();
-    });
-  };
-  input.addEventListener("keydown", (event) => {
-    event.stopPropagation();
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      submit();
-    }
-  });
-  send.addEventListener("click", submit);
-
-  const closePicker = () => {
-    picker.hidden = true;
-    picker.replaceChildren();
-  };
-  shareButton.addEventListener("click", async () => {
-    if (!picker.hidden) return closePicker();
-    picker.hidden = false;
-    picker.replaceChildren(h("div", "jc-picker-note", "asking the kernel for its recent cells…"));
-    const inputs = await room.recentInputs();
-    if (picker.hidden) return;
-    const title = h("div", "jc-picker-note", inputs.length ? "Share which cell?" : "no cells run yet");
-    const choices = inputs.reverse().map(({ n, source }) => {
-      const choice = h("button", "jc-picker-choice");
-      choice.type = "button";
-      choice.append(h("span", "jc-picker-n", `[${n}]`), h("code", "", clip(source.split("\n")[0])));
-      choice.title = source;
-      choice.addEventListener("click", () => {
-        closePicker();
-        room.shareInput(n).catch((error) => {
-          room.notice = `not shared: ${describe(error)}`;
-          room._update();
-        });
-      });
-      return choice;
-    });
-    const cancel = h("button", "jc-picker-cancel", "Cancel");
-    cancel.type = "button";
-    cancel.addEventListener("click", closePicker);
-    picker.replaceChildren(title, ...choices, cancel);
-  });
-
-  room.views.add(view);
-  view.reset();
-  return () => {
-    room.views.delete(view);
-    root.remove();
-  };
 }
 
 export default {
