@@ -11,6 +11,9 @@ import { hubEndpoint, signIn } from "./signin.js";
 import { firstConnection, kernelWebSocket, modelKernel } from "./transports.js";
 import { describe } from "./dom.js";
 import { MAX_SHOWN, mount } from "./feed.js";
+import { Conversation, DELETE, EDIT, MUTE, TYPING } from "./conversation.js";
+import { mentions } from "./mentions.js";
+import { TypingSender, Typists } from "./typing.js";
 
 export { pngData } from "./cells.js";
 export { KERNEL_BUSY, READ_ONLY_NOTE, SIGN_IN_NOTE, refusalLine } from "./feed.js";
@@ -131,11 +134,50 @@ function askKernel(model, question) {
 }
 
 /**
+ * Who this page is in the topic, as far as it knows: the username (from the Jupyter
+ * server's `api/me`, the service's sign-in, or the echo of a message it sent) and its
+ * connection id (from such an echo).
+ * @typedef {{user: string | null, id: string | null}} Me
+ */
+
+/** Messages one "load earlier" asks for. */
+export const EARLIER_PAGE = 50;
+
+/**
+ * The username of the page's own Jupyter server session (`GET api/me`), or null.
+ * @param {Document} doc
+ * @returns {Promise<string | null>}
+ */
+export async function pageUser(doc) {
+  const element = doc.getElementById("jupyter-config-data");
+  if (!element) return null;
+  try {
+    const config = JSON.parse(element.textContent || "{}");
+    const url = new URL("api/me", new URL(config.baseUrl || "/", doc.baseURI));
+    /** @type {Record<string, string>} */
+    const headers = { Accept: "application/json" };
+    if (typeof config.token === "string" && config.token) headers.Authorization = `token ${config.token}`;
+    const response = await fetch(url, { headers, credentials: "same-origin", cache: "no-store" });
+    if (!response.ok) return null;
+    const answer = await response.json();
+    const username = answer?.identity?.username;
+    return typeof username === "string" && username ? username : null;
+  } catch {
+    return null;
+  }
+}
+
+/** @typedef {import("./conversation.js").Item} Item */
+
+/**
  * What views draw; one per model.
  * @typedef {object} View
  * @property {() => void} reset the topic changed or history restarted: redraw the feed
- * @property {(message: Message) => void} append
- * @property {() => void} update header, presence and notice
+ * @property {(item: Item, live: boolean) => void} append a new item; `live`: it arrived now (not a join's history)
+ * @property {(item: Item) => void} change an item changed (edited, deleted, a running cell's new frame)
+ * @property {(items: Item[]) => void} prepend older items, oldest first
+ * @property {(items: Item[]) => void} remove items the feed no longer keeps
+ * @property {() => void} update header, presence, notice and the typing line
  */
 
 /** The live state of one widget model: its channel, feed, members and connection state. */
@@ -148,8 +190,20 @@ export class Room {
     this.socket = null;
     /** @type {Channel | null} */
     this.channel = null;
-    /** @type {Message[]} */
-    this.feed = [];
+    /** What the feed shows, each message in its latest state. */
+    this.conversation = new Conversation(MAX_SHOWN);
+    /** @type {Me} */
+    this.me = { user: null, id: null };
+    /** @type {Set<number>} offsets of messages this page sent, until their echo names it */
+    this._sent = new Set();
+    /** Who else is typing. */
+    this.typists = new Typists();
+    this._typingSender = new TypingSender();
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this._typingTimer = null;
+    /** Whether "load earlier" found the beginning (or is loading: null). */
+    this.noEarlier = false;
+    this.loadingEarlier = false;
     /** @type {Members} */
     this.members = {};
     /** @type {string} */
@@ -199,6 +253,13 @@ export class Room {
     const fromKernel = Boolean(this.model.get("_endpoint_from_kernel"));
     const own = fromKernel ? null : pageEndpoint(document);
     if (own && (transport === "direct" || (await this._reaches(own)))) {
+      // The page's own server: its session is who this page is.
+      pageUser(document).then((user) => {
+        if (user && !this.me.user && !this._disposed) {
+          this.me.user = user;
+          this._refreshMine();
+        }
+      });
       return this._useDirect(own.url, own.token, transport);
     }
     if (this._disposed) return;
@@ -310,6 +371,7 @@ export class Room {
       const user = await signInOnce(loginUrl);
       if (this._disposed) return false;
       if (user) {
+        this.me.user = user.username;
         this.signInUrl = "";
         this.state = "connecting";
         this._update();
@@ -346,7 +408,9 @@ export class Room {
     const previous = this.channel;
     this.channel = null;
     this.topic = topic;
-    this.feed = [];
+    this.conversation.clear();
+    this.typists.clear();
+    this.noEarlier = false;
     this.members = {};
     this.notice = "";
     this.refusal = null;
@@ -357,14 +421,15 @@ export class Room {
     if (!this.socket || this._disposed) return;
     const channel = this.socket.channel(topic);
     this.channel = channel;
-    channel.on("*", (message) => this._append(message));
+    channel.on("*", (message) => this._append(message, true));
     channel.onPresence((members) => {
       this.members = members;
       this._update();
     });
     channel.onJoin(({ reset }) => {
       if (reset) {
-        this.feed = [];
+        this.conversation.clear();
+        this.noEarlier = false;
         for (const view of this.views) view.reset();
       }
       if (this.notice.startsWith(RETRY_NOTICE)) this.notice = "";
@@ -383,7 +448,8 @@ export class Room {
     try {
       const { messages, can_send } = await channel.join({ history: HISTORY_ON_JOIN });
       if (generation !== this._generation) return;
-      for (const message of messages) this._append(message);
+      for (const message of messages) this._append(message, false);
+      if (messages.length < HISTORY_ON_JOIN) this.noEarlier = true;
       this.members = channel.members;
       this.canSend = can_send !== false;
     } catch (error) {
@@ -400,10 +466,192 @@ export class Room {
     this._update();
   }
 
+  /** The joined channel, or a ChannelError. */
+  _joined() {
+    if (!this.channel) throw new ChannelError("not_joined", "not connected yet");
+    return this.channel;
+  }
+
   /** @param {string} text */
   async send(text) {
-    if (!this.channel) throw new ChannelError("not_joined", "not connected yet");
-    await this.channel.push(Subject.TEXT, { text });
+    const answer = await this._joined().push(Subject.TEXT, { text });
+    this._typingSender.reset();
+    this._learn(answer);
+  }
+
+  /**
+   * Replace the text of the message at `offset` (the server allows its author and moderators).
+   * @param {number} offset
+   * @param {string} text
+   */
+  async edit(offset, text) {
+    const channel = /** @type {any} */ (this._joined());
+    const answer = typeof channel.edit === "function"
+      ? await channel.edit(offset, text)
+      : await channel.push(EDIT, { offset, text });
+    this._learn(answer);
+  }
+
+  /**
+   * Delete the message at `offset` (the server allows its author and moderators).
+   * @param {number} offset
+   */
+  async delete(offset) {
+    const channel = /** @type {any} */ (this._joined());
+    const answer = typeof channel.delete === "function"
+      ? await channel.delete(offset)
+      : await channel.push(DELETE, { offset });
+    this._learn(answer);
+  }
+
+  /**
+   * Mute `user` in the topic for `seconds` (0 lifts it); moderators only.
+   * @param {string} user
+   * @param {number} seconds
+   */
+  async mute(user, seconds) {
+    const channel = /** @type {any} */ (this._joined());
+    if (typeof channel.mute === "function") await channel.mute(user, seconds);
+    else await channel.push(MUTE, { user, seconds });
+  }
+
+  /** The person is typing: an ephemeral `typing` frame, at most every TYPING_EVERY_MS. */
+  typing() {
+    const channel = /** @type {any} */ (this.channel);
+    if (!channel || !this.canSend || !this._typingSender.due(Date.now())) return;
+    // A refused or lost "typing" is of no consequence.
+    channel.push(TYPING, {}, { ephemeral: true }).catch(() => {});
+  }
+
+  /** Page back: the EARLIER_PAGE messages before the oldest one shown. */
+  async loadEarlier() {
+    const channel = this.channel;
+    const before = this.conversation.oldest;
+    if (!channel || this.loadingEarlier || this.noEarlier) return;
+    if (before !== null && before <= 1) {
+      this.noEarlier = true;
+      this._update();
+      return;
+    }
+    this.loadingEarlier = true;
+    this._update();
+    try {
+      /** @type {{limit: number, before?: number}} */
+      const request = { limit: EARLIER_PAGE };
+      if (before !== null) request.before = before;
+      const messages = await channel.history(request);
+      if (channel !== this.channel) return;
+      if (messages.length < EARLIER_PAGE) this.noEarlier = true;
+      const { added, changed } = this.conversation.prepend(messages);
+      if (!added.length && !messages.length) this.noEarlier = true;
+      for (const view of this.views) {
+        if (added.length) view.prepend(added);
+        for (const item of changed) view.change(item);
+      }
+    } catch (error) {
+      this.notice = `cannot load earlier messages: ${describe(error)}`;
+    } finally {
+      this.loadingEarlier = false;
+      this._update();
+    }
+  }
+
+  /**
+   * The ok reply of a stored message this page sent: its echo names this page.
+   * @param {unknown} answer
+   */
+  _learn(answer) {
+    const offset = /** @type {any} */ (answer)?.offset;
+    if (typeof offset !== "number") return;
+    const item = this.conversation.at(offset);
+    if (item) this._echo(item.message);
+    else this._sent.add(offset);
+  }
+
+  /**
+   * A message this page sent came back: from it, who this page is.
+   * @param {Message} message
+   */
+  _echo(message) {
+    const from = message.from;
+    if (!from) return;
+    const changed = this.me.id !== from.id || this.me.user !== from.user;
+    this.me = { user: from.user, id: from.id };
+    if (changed) this._refreshMine();
+  }
+
+  /** Who this page is became known: redraw what depends on it. */
+  _refreshMine() {
+    for (const view of this.views) view.reset();
+  }
+
+  /**
+   * Whether this page (or its user) sent `message`.
+   * @param {Message} message
+   */
+  isMine(message) {
+    const from = message.from;
+    if (!from) return false;
+    if (this.me.id && from.id === this.me.id) return true;
+    return Boolean(this.me.user) && from.user === this.me.user;
+  }
+
+  /**
+   * Whether `message` mentions this page's user.
+   * @param {Message} message
+   * @param {string | null} [text] its current text
+   */
+  mentionsMe(message, text) {
+    const shown = text ?? /** @type {any} */ (message.payload)?.text;
+    return message.subject === Subject.TEXT && typeof shown === "string" && mentions(shown, this.me.user);
+  }
+
+  /**
+   * Someone else is typing: shown until TYPING_SHOWN_MS after their last frame.
+   * @param {Message} message
+   */
+  _typing(message) {
+    if (this.isMine(message) || !message.from?.user) return;
+    this.typists.saw(message.from.user, message.from.name, Date.now());
+    this._scheduleTyping();
+    this._update();
+  }
+
+  _scheduleTyping() {
+    if (this._typingTimer !== null) clearTimeout(this._typingTimer);
+    this._typingTimer = null;
+    const next = this.typists.next(Date.now());
+    if (next === null) return;
+    this._typingTimer = setTimeout(() => {
+      this._typingTimer = null;
+      this.typists.names(Date.now());
+      this._scheduleTyping();
+      this._update();
+    }, next + 20);
+  }
+
+  /**
+   * A mention of this user while the page is hidden: a browser notification, when the
+   * user allowed them (asked only by a click on the widget's control).
+   * @param {Message} message
+   * @param {string} text
+   */
+  _notify(message, text) {
+    if (typeof Notification === "undefined" || Notification.permission !== "granted") return;
+    if (typeof document === "undefined" || document.visibilityState !== "hidden") return;
+    const who = message.from?.name || message.from?.user || "someone";
+    try {
+      const note = new Notification(`${who} mentioned you in ${this.topic}`, {
+        body: text.length > 200 ? `${text.slice(0, 200)}…` : text,
+        tag: `jupyter-channels:${this.topic}:${message.offset}`,
+      });
+      note.onclick = () => {
+        window.focus();
+        note.close();
+      };
+    } catch {
+      // Some browsers allow notifications only from a service worker.
+    }
   }
 
   /**
@@ -427,11 +675,30 @@ export class Room {
     if (answer.error) throw new Error(String(answer.error));
   }
 
-  /** @param {Message} message */
-  _append(message) {
-    this.feed.push(message);
-    if (this.feed.length > MAX_SHOWN) this.feed.splice(0, this.feed.length - MAX_SHOWN);
-    for (const view of this.views) view.append(message);
+  /**
+   * @param {Message} message
+   * @param {boolean} live it arrived now (false: a join's history)
+   */
+  _append(message, live) {
+    if (typeof message.offset === "number" && this._sent.delete(message.offset)) this._echo(message);
+    if (message.subject === TYPING) {
+      if (live) this._typing(message);
+      return;
+    }
+    // Their message arrived: they are no longer typing it.
+    if (message.subject === Subject.TEXT && message.from?.user && this.typists.stop(message.from.user)) {
+      this._scheduleTyping();
+      this._update();
+    }
+    const { added, changed, removed } = this.conversation.add(message);
+    for (const view of this.views) {
+      if (removed.length) view.remove(removed);
+      if (added) view.append(added, live);
+      if (changed) view.change(changed);
+    }
+    if (added && live && added.text !== null && !this.isMine(message) && this.mentionsMe(message, added.text)) {
+      this._notify(message, added.text);
+    }
   }
 
   _update() {
@@ -451,6 +718,7 @@ export class Room {
     this._disposed = true;
     this._wake?.();
     this.model.off("change:topic", this._onTopic);
+    if (this._typingTimer !== null) clearTimeout(this._typingTimer);
     for (const off of this._cleanup.splice(0)) off();
     const channel = this.channel;
     this.channel = null;
