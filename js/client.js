@@ -6,6 +6,8 @@
 //   const { messages } = await room.join({ history: 50 });
 //   room.on("text", (msg) => console.log(msg.from.name, msg.payload));
 //   await room.push("text", { text: "hi" });   // -> {offset}, once stored
+//   room.push("typing", {}, { ephemeral: true }); // to those here now, never stored
+//   await room.edit(offset, "hi!"); await room.delete(offset);
 //   room.members;                               // {username: [meta, ...]}
 //   room.leave();
 //
@@ -37,6 +39,7 @@ import {
   MAX_HISTORY_LIMIT,
   PING_TEXT,
   Status,
+  Subject,
 } from "./constants.js";
 
 /** @typedef {{id: string, user: string, name: string, kind: string}} Sender */
@@ -46,7 +49,9 @@ import {
  * @property {string} topic
  * @property {string} subject
  * @property {unknown} payload
- * @property {number | null} offset null for a push (one client only, never stored)
+ * @property {number | null} offset null for a push (one client only, never stored) and
+ *   for an ephemeral message
+ * @property {boolean} [ephemeral] sent to the subscribers of the moment, never stored
  * @property {number} ts milliseconds since the epoch
  * @property {Sender} from stamped by the server
  */
@@ -850,6 +855,8 @@ class Topic {
    * @param {Message} message
    */
   _keep(message) {
+    // Ephemeral messages (typing) are passed on, never kept: nothing to recover later.
+    if (message.ephemeral === true) return true;
     const offset = message.offset;
     if (typeof offset === "number") {
       if (offset <= this.lastOffset) return false;
@@ -1039,19 +1046,58 @@ export class Channel {
    * (`{offset}` once stored); rejects with a ChannelError on an error reply, after
    * `timeout` ms (default 10 s), or when the connection is lost after sending.
    * While disconnected the message waits in the socket's buffer.
+   *
+   * `ephemeral: true` (a `typing` frame): the server sends it to the topic's
+   * subscribers of the moment with `offset: null` and never stores it; the response
+   * has no offset. It is never buffered: while disconnected it is refused at once
+   * (`unavailable`), since it would be stale by the time it went out.
    * @param {string} subject
    * @param {unknown} [payload]
-   * @param {{timeout?: number}} [options]
+   * @param {{timeout?: number, ephemeral?: boolean}} [options]
    * @returns {Promise<Record<string, unknown>>}
    */
   push(subject, payload = {}, options = {}) {
     if (this._left || !this._topic.wanted) {
       return Promise.reject(new ChannelError(ErrorCode.NOT_JOINED, `not joined to '${this.topic}'`));
     }
-    return this._topic.socket.request(
-      { event: Event.MESSAGE, topic: this.topic, subject, payload },
-      options,
-    );
+    const { ephemeral = false, ...rest } = options;
+    /** @type {Record<string, unknown>} */
+    const frame = { event: Event.MESSAGE, topic: this.topic, subject, payload };
+    if (ephemeral) frame.ephemeral = true;
+    return this._topic.socket.request(frame, ephemeral ? { ...rest, buffer: false } : rest);
+  }
+
+  /**
+   * Replace the text of the `text` message at `offset` (an `edit` message: the
+   * server accepts it from the message's author or a moderator, else `unauthorized`).
+   * @param {number} offset
+   * @param {string} text
+   * @param {{timeout?: number}} [options]
+   * @returns {Promise<Record<string, unknown>>} `{offset}` of the edit
+   */
+  edit(offset, text, options = {}) {
+    return this.push(Subject.EDIT, { offset, text }, options);
+  }
+
+  /**
+   * Delete the `text` message at `offset` (a `delete` message; as `edit`).
+   * @param {number} offset
+   * @param {{timeout?: number}} [options]
+   * @returns {Promise<Record<string, unknown>>} `{offset}` of the delete
+   */
+  delete(offset, options = {}) {
+    return this.push(Subject.DELETE, { offset }, options);
+  }
+
+  /**
+   * Refuse `user`'s messages in this topic for `seconds` (0 lifts it): moderators only.
+   * @param {string} user
+   * @param {number} seconds
+   * @param {{timeout?: number}} [options]
+   * @returns {Promise<Record<string, unknown>>} `{offset}` of the `mute` message
+   */
+  mute(user, seconds, options = {}) {
+    return this.push(Subject.MUTE, { user, seconds }, options);
   }
 
   /**

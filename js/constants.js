@@ -65,6 +65,14 @@ export const Kind = Object.freeze({
 export const Subject = Object.freeze({
   TEXT: "text",
   CELL: "cell",
+  /** `{}`, sent ephemeral */
+  TYPING: "typing",
+  /** `{offset, text}`: the author's or a moderator's */
+  EDIT: "edit",
+  /** `{offset}`: the author's or a moderator's */
+  DELETE: "delete",
+  /** `{user, seconds}`: a moderator's */
+  MUTE: "mute",
 });
 
 /** The text frame the server sends every `heartbeat_interval` (Amber's liveness signal). */

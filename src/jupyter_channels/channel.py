@@ -69,7 +69,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .message import Message
 from .protocol import JSON, is_topic
@@ -132,22 +132,30 @@ class Channel:
             raise ValueError(f"invalid topic {topic!r}")
         return topic
 
-    def rebroadcast(self, message: Message) -> Awaitable[int]:
+    def rebroadcast(self, message: Message) -> Awaitable[int | None]:
         """Store ``message`` and send it to every subscriber of its topic, sender included.
 
-        Awaiting the result gives the message's offset.
+        Awaiting the result gives the message's offset. An ephemeral message (a
+        ``typing`` frame) is sent to the topic's current subscribers only, never
+        stored: awaiting it gives ``None``.
         """
-        return self.hub.publish(message.topic, message.subject or "message", message.payload)
+        return self.hub.publish(
+            message.topic,
+            message.subject or "message",
+            message.payload,
+            ephemeral=message.ephemeral,
+        )
 
     def broadcast(self, subject: str, payload: JSON, *, topic: str | None = None) -> Awaitable[int]:
         """Store a message and send it to every subscriber of the topic."""
-        return self.hub.publish(self._topic(topic), subject, payload)
+        return cast(Awaitable[int], self.hub.publish(self._topic(topic), subject, payload))
 
     def broadcast_from(
         self, client: Client, subject: str, payload: JSON, *, topic: str | None = None
     ) -> Awaitable[int]:
         """Like :meth:`broadcast`, but ``client`` does not receive it live."""
-        return self.hub.publish(self._topic(topic), subject, payload, exclude=client.id)
+        published = self.hub.publish(self._topic(topic), subject, payload, exclude=client.id)
+        return cast(Awaitable[int], published)
 
     def push(
         self, client: Client, subject: str, payload: JSON, *, topic: str | None = None

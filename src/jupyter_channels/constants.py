@@ -78,10 +78,18 @@ class Kind(str, enum.Enum):
 
 
 class Subject(str, enum.Enum):
-    """The standard subjects the widget shows specially (any other is shown as JSON)."""
+    """The standard subjects the widget shows specially (any other is shown as JSON).
+
+    The server itself checks ``edit``, ``delete`` and ``mute`` (who may send them,
+    and their shape) before the channel's ``handle_message`` runs.
+    """
 
     TEXT = "text"  # {"text"}
     CELL = "cell"  # {"source", "language", "execution_count"?, "outputs"?, "notebook"?}
+    TYPING = "typing"  # {}, ephemeral
+    EDIT = "edit"  # {"offset", "text"}: the author's or a moderator's
+    DELETE = "delete"  # {"offset"}: the author's or a moderator's
+    MUTE = "mute"  # {"user", "seconds"}: a moderator's
 
 
 #: The text frame the server sends every ``heartbeat_interval`` (Amber's liveness signal).

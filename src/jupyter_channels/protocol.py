@@ -94,6 +94,8 @@ class Frame:
     presence: bool = True
     before: int | None = None
     limit: int = DEFAULT_HISTORY_LIMIT
+    #: ``message``: fanned out to the topic's current subscribers, never stored.
+    ephemeral: bool = False
 
 
 def is_topic(value: object) -> bool:
@@ -272,12 +274,18 @@ def decode(text: str) -> Frame:
                 ref=ref,
                 topic=topic,
             )
+        ephemeral = obj.get("ephemeral", False)
+        if not isinstance(ephemeral, bool):
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, "'ephemeral' must be true or false", ref=ref, topic=topic
+            )
         return Frame(
             event=event,
             ref=ref,
             topic=topic,
             subject=subject,
             payload={} if "payload" not in obj else payload,
+            ephemeral=ephemeral,
         )
     if event is Event.HISTORY:
         if payload is None:
@@ -340,12 +348,22 @@ def error_frame(code: ErrorCode, detail: str, ref: Ref | None = None) -> str:
 
 
 def encode_message(
-    topic: str, subject: str, payload_json: str, offset: int | None, ts: int, sender_json: str
+    topic: str,
+    subject: str,
+    payload_json: str,
+    offset: int | None,
+    ts: int,
+    sender_json: str,
+    *,
+    ephemeral: bool = False,
 ) -> str:
-    """A ``message`` frame; ``payload_json`` and ``sender_json`` are already encoded."""
+    """A ``message`` frame; ``payload_json`` and ``sender_json`` are already encoded.
+    An ephemeral one (never stored) has ``"offset": null`` and ``"ephemeral": true``."""
+    offset_json = "null" if offset is None or ephemeral else str(offset)
+    marker = ',"ephemeral":true' if ephemeral else ""
     return (
         f'{{"event":"message","topic":{dumps(topic)},"subject":{dumps(subject)},'
-        f'"payload":{payload_json},"offset":{"null" if offset is None else offset},'
+        f'"payload":{payload_json},"offset":{offset_json}{marker},'
         f'"ts":{ts},"from":{sender_json}}}'
     )
 

@@ -13,6 +13,9 @@ from ..history.base import Draft, HistoryStore, Page, StoredMessage
 from ..presence import Meta, State
 
 Deliver = Callable[[StoredMessage], None]
+#: ``(topic, frame, exclude)``: an ephemeral ``message`` frame (never stored) for a topic's
+#: subscribers here, but not the connection ``exclude``.
+DeliverEphemeral = Callable[[str, str, str | None], None]
 #: ``(topic, joins, leaves)``: other servers' members came or went.
 PresenceChanged = Callable[[str, State, State], None]
 #: ``(topic)``: the topic's history is gone and its offsets start again.
@@ -28,9 +31,12 @@ class Broker(abc.ABC):
     subscribed topic; ``history_lost`` when a subscribed topic's history was lost
     (its subscribers' offsets mean nothing any more). A broker without other
     servers (the local one) never calls the last two and has no remote presence.
+    ``deliver_ephemeral`` gets the ephemeral frames of subscribed topics, in no
+    particular order with the stored ones.
     """
 
     deliver: Deliver | None = None
+    deliver_ephemeral: DeliverEphemeral | None = None
     presence_changed: PresenceChanged | None = None
     history_lost: HistoryLost | None = None
     #: Where the broker keeps history; ``read`` and ``topics`` ask it.
@@ -51,6 +57,22 @@ class Broker(abc.ABC):
         Numbering starts before this returns, so calls made in one order get
         offsets in that order. Fails with ``StoreUnavailable``.
         """
+
+    def publish_ephemeral(
+        self, topic: str, frame: str, exclude: str | None = None
+    ) -> asyncio.Future[None]:
+        """Send an ephemeral ``message`` frame to the topic's subscribers on every server,
+        without numbering or storing it; the future resolves once it is on its way.
+
+        This server's subscribers get it at once (all of them, for a broker without
+        other servers). Fails with ``StoreUnavailable`` when the other servers cannot be
+        reached.
+        """
+        if self.deliver_ephemeral is not None:
+            self.deliver_ephemeral(topic, frame, exclude)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
 
     @abc.abstractmethod
     async def subscribe(self, topic: str) -> None:

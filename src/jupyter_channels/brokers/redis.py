@@ -4,6 +4,8 @@
   (``history/redis.py``); each server subscribes once per topic (the hub
   counts local subscribers) to the topic's pub/sub channel and delivers what
   arrives, in offset order.
+- Ephemeral messages are published on the topic's channel alone (``e``), never
+  stored; the publishing server delivers them to its own subscribers at once.
 - Presence: each server writes its members into one hash per topic and
   publishes every join and leave on the topic's channel. Every third of
   ``presence_ttl`` it writes them all again and renews its entry in a sorted
@@ -302,6 +304,22 @@ class RedisBroker(Broker):
         stored.add_done_callback(done)
         return acked
 
+    def publish_ephemeral(
+        self, topic: str, frame: str, exclude: str | None = None
+    ) -> asyncio.Future[None]:
+        """Deliver here at once, and publish on the topic's channel for the other servers
+        (tagged with this server's id, so it is not delivered here twice)."""
+        super().publish_ephemeral(topic, frame, exclude)
+        data = f"e {self.server_id} {exclude or NO_EXCLUDE} {frame}".encode()
+        return asyncio.ensure_future(self._publish(self.keys.live(topic), data))
+
+    async def _publish(self, channel: str, data: bytes) -> None:
+        try:
+            await self.store.client().publish(channel, data)
+        except (RedisError, OSError) as e:
+            self.health.failed(e)
+            raise _unavailable(e) from e
+
     # -- subscriptions -----------------------------------------------------------------------------
 
     async def subscribe(self, topic: str) -> None:
@@ -476,12 +494,19 @@ class RedisBroker(Broker):
         self._acknowledge(sub)
 
     def _received(self, topic: str, data: bytes) -> None:
-        """One pub/sub message: a stored message, or a member of another server came or went."""
+        """One pub/sub message: a stored message, an ephemeral one, or a member of another
+        server came or went."""
         sub = self._subscribed.get(topic)
         if sub is None:
             return
         kind = data[:1]
-        if kind == b"m":
+        if kind == b"e":
+            # Ephemeral: never numbered, so nothing to hold back or catch up on.
+            _, origin, skip, body = data.split(b" ", 3)
+            if origin.decode() != self.server_id and self.deliver_ephemeral is not None:
+                excluded = None if skip == NO_EXCLUDE.encode() else skip.decode()
+                self.deliver_ephemeral(topic, body.decode(), excluded)
+        elif kind == b"m":
             _, offset, ts, exclude, frame = data.split(b" ", 4)
             message = StoredMessage(
                 topic,

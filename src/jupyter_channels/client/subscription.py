@@ -8,10 +8,10 @@ import collections
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from ..constants import Event
-from ..message import Message
+from ..constants import Event, Subject
+from ..message import Editor, Message
 from ..protocol import JSON
 
 if TYPE_CHECKING:
@@ -57,6 +57,9 @@ class AsyncSubscription:
         self._presence: dict[str, list[dict[str, Any]]] = {}
         self._handlers: list[tuple[str, Callback]] = []
         self._queues: list[asyncio.Queue[Message | None]] = []
+        #: What received messages edit and delete themselves through: this subscription,
+        #: or the blocking one that wraps it.
+        self.api: Editor = self
 
     def __repr__(self) -> str:
         return f"<AsyncSubscription {self.topic!r} {self.state} offset={self.last_offset}>"
@@ -82,25 +85,69 @@ class AsyncSubscription:
         """Stop calling ``callback`` (every subject it was registered for)."""
         self._handlers = [(s, fn) for s, fn in self._handlers if fn is not callback]
 
+    @overload
     async def send(
-        self, subject: str, payload: JSON = None, *, timeout: float | None = None
-    ) -> int:
+        self,
+        subject: str,
+        payload: JSON = None,
+        *,
+        ephemeral: Literal[False] = False,
+        timeout: float | None = None,
+    ) -> int: ...
+
+    @overload
+    async def send(
+        self, subject: str, payload: JSON = None, *, ephemeral: bool, timeout: float | None = None
+    ) -> int | None: ...
+
+    async def send(
+        self,
+        subject: str,
+        payload: JSON = None,
+        *,
+        ephemeral: bool = False,
+        timeout: float | None = None,
+    ) -> int | None:
         """Send a message into the topic; returns its offset once the server stored it.
 
+        An ``ephemeral`` message (``typing``) goes to the topic's current subscribers
+        only and is never stored: it returns ``None`` once the server sent it on.
         Raises :class:`ChannelError` on an error reply, :class:`ReplyTimeout`,
         or :class:`ConnectionLost` (then it may or may not have been stored).
         """
-        response = await self.conn.request(
-            {
-                "event": Event.MESSAGE.value,
-                "topic": self.topic,
-                "subject": subject,
-                "payload": {} if payload is None else payload,
-            },
-            timeout,
-        )
+        frame: dict[str, JSON] = {
+            "event": Event.MESSAGE.value,
+            "topic": self.topic,
+            "subject": subject,
+            "payload": {} if payload is None else payload,
+        }
+        if ephemeral:
+            frame["ephemeral"] = True
+        response = await self.conn.request(frame, timeout)
         offset = response.get("offset")
+        if ephemeral:
+            return None
         return int(offset) if offset is not None else 0
+
+    async def edit(self, offset: int, text: str, *, timeout: float | None = None) -> int:
+        """Replace the text of the ``text`` message at ``offset``; returns the offset of the
+        ``edit`` message. Allowed to the message's author and to the topic's moderators
+        (``unauthorized`` otherwise)."""
+        return await self.send(
+            Subject.EDIT.value, {"offset": offset, "text": text}, timeout=timeout
+        )
+
+    async def delete(self, offset: int, *, timeout: float | None = None) -> int:
+        """Delete the ``text`` message at ``offset`` (as :meth:`edit`); returns the offset of
+        the ``delete`` message."""
+        return await self.send(Subject.DELETE.value, {"offset": offset}, timeout=timeout)
+
+    async def mute(self, user: str, seconds: float, *, timeout: float | None = None) -> int:
+        """Refuse ``user``'s messages in this topic for ``seconds`` (0 lifts a mute); for the
+        topic's moderators only. Returns the offset of the ``mute`` message."""
+        return await self.send(
+            Subject.MUTE.value, {"user": user, "seconds": seconds}, timeout=timeout
+        )
 
     async def history(
         self, limit: int = 50, before: int | None = None, *, timeout: float | None = None
@@ -112,7 +159,7 @@ class AsyncSubscription:
         response = await self.conn.request(
             {"event": Event.HISTORY.value, "topic": self.topic, "payload": payload}, timeout
         )
-        return [Message.from_frame(frame) for frame in response.get("messages", [])]
+        return [Message.from_frame(frame, self) for frame in response.get("messages", [])]
 
     async def leave(self, *, timeout: float | None = None) -> None:
         """Unsubscribe; iterators of this subscription end."""
@@ -152,8 +199,9 @@ class AsyncSubscription:
             if offset <= self.last_offset:
                 return  # already seen (a rejoin overlaps what arrived live)
             self.last_offset = offset
-        message = Message.from_frame(frame)
-        self.messages.append(message)
+        message = Message.from_frame(frame, self)
+        if not message.ephemeral:
+            self.messages.append(message)
         for queue in self._queues:
             queue.put_nowait(message)
         for subject, callback in self._handlers:

@@ -10,7 +10,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from ..message import Message
 from ..protocol import JSON
@@ -32,13 +32,58 @@ class Subscription:
         self._conn = conn
         self._sub = sub
         self.topic = sub.topic
+        # Messages received on it edit and delete themselves through this blocking API.
+        sub.api = self
 
     def __repr__(self) -> str:
         return f"<Subscription {self.topic!r} offset={self._sub.last_offset}>"
 
-    def send(self, subject: str, payload: JSON = None, *, timeout: float | None = None) -> int:
-        """Send a message; returns its offset once stored. Raises ``ChannelError``."""
-        return self._conn._call(self._sub.send(subject, payload, timeout=timeout), timeout)
+    @overload
+    def send(
+        self,
+        subject: str,
+        payload: JSON = None,
+        *,
+        ephemeral: Literal[False] = False,
+        timeout: float | None = None,
+    ) -> int: ...
+
+    @overload
+    def send(
+        self, subject: str, payload: JSON = None, *, ephemeral: bool, timeout: float | None = None
+    ) -> int | None: ...
+
+    def send(
+        self,
+        subject: str,
+        payload: JSON = None,
+        *,
+        ephemeral: bool = False,
+        timeout: float | None = None,
+    ) -> int | None:
+        """Send a message; returns its offset once stored. Raises ``ChannelError``.
+
+        ``ephemeral=True`` (``typing``): sent to the current subscribers only, never
+        stored; returns ``None``.
+        """
+        sending = self._sub.send(subject, payload, ephemeral=ephemeral, timeout=timeout)
+        return self._conn._call(sending, timeout)
+
+    def edit(self, offset: int, text: str, *, timeout: float | None = None) -> int:
+        """Replace the text of the ``text`` message at ``offset`` (its author's or a
+        moderator's); returns the ``edit`` message's offset. ``msg.edit(text)`` does it
+        for a received message."""
+        return self._conn._call(self._sub.edit(offset, text, timeout=timeout), timeout)
+
+    def delete(self, offset: int, *, timeout: float | None = None) -> int:
+        """Delete the ``text`` message at ``offset`` (as :meth:`edit`); ``msg.delete()``
+        does it for a received message."""
+        return self._conn._call(self._sub.delete(offset, timeout=timeout), timeout)
+
+    def mute(self, user: str, seconds: float, *, timeout: float | None = None) -> int:
+        """Refuse ``user``'s messages in this topic for ``seconds`` (0 lifts it); for the
+        topic's moderators only."""
+        return self._conn._call(self._sub.mute(user, seconds, timeout=timeout), timeout)
 
     def on(self, subject: str, callback: F | None = None) -> Any:
         """Call ``callback(message)`` for each message with ``subject`` (``"*"``: every

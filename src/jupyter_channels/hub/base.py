@@ -76,7 +76,8 @@ class HookError(Exception):
 class HookContext:
     client: Client | None
     topic: str
-    published: list[asyncio.Future[StoredMessage]] = field(default_factory=list)
+    #: What the hook published: stored messages, and ``None`` for ephemeral ones once sent.
+    published: list[asyncio.Future[StoredMessage | None]] = field(default_factory=list)
     #: False once the hook returned: a task it started keeps the default topic, but
     #: publishes as the server and is no longer collected for the reply.
     active: bool = True

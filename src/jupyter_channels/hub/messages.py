@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Generator
-from typing import Any
+from typing import Any, cast
 
 from ..channel import Channel, Reject
 from ..connection import Client
@@ -23,27 +23,34 @@ from .permissions import Action
 
 log = logging.getLogger(__name__)
 
+_Published = asyncio.Future[StoredMessage | None]
+
 
 class Published:
-    """What ``broadcast`` and friends return: awaiting it gives the message's offset."""
+    """What ``broadcast`` and friends return: awaiting it gives the message's offset
+    (``None`` for an ephemeral message, which has none)."""
 
     __slots__ = ("future",)
 
-    def __init__(self, future: asyncio.Future[StoredMessage]) -> None:
+    def __init__(self, future: asyncio.Future[StoredMessage | None]) -> None:
         self.future = future
 
-    def __await__(self) -> Generator[Any, None, int]:
+    def __await__(self) -> Generator[Any, None, int | None]:
         message = yield from self.future.__await__()
-        return message.offset
+        return None if message is None else message.offset
 
 
-def _log_failure(future: asyncio.Future[StoredMessage]) -> None:
+def _log_failure(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.debug("publish failed: %s", future.exception())
 
 
 class Messages(HubBase):
     """``message`` frames in, stored messages out."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.broker.deliver_ephemeral = self._deliver_ephemeral
 
     async def _message(self, client: Client, frame: Frame) -> None:
         topic = frame.topic
@@ -63,7 +70,7 @@ class Messages(HubBase):
         channel = self._channel(client, frame)
         if channel is None:
             return
-        message = Message(topic, frame.subject, frame.payload, frame.ref)
+        message = Message(topic, frame.subject, frame.payload, frame.ref, ephemeral=frame.ephemeral)
         task = self._spawn(self._run_message(channel, client, message))
         client.in_flight.add(task)
         task.add_done_callback(client.in_flight.discard)
@@ -102,12 +109,14 @@ class Messages(HubBase):
         response: dict[str, JSON] = {}
         if context.published:
             try:
-                stored = await asyncio.gather(*context.published)
+                published = await asyncio.gather(*context.published)
             except StoreUnavailable as e:
                 raise HookError(e.code, str(e)) from None
             finally:
                 context.published.clear()  # they hold whole messages; let them go now
-            response["offset"] = stored[-1].offset
+            stored = [message for message in published if message is not None]
+            if stored:
+                response["offset"] = stored[-1].offset
         if isinstance(result, dict):
             response.update(result)
         try:
@@ -126,12 +135,31 @@ class Messages(HubBase):
     # -- publishing and fan-out --------------------------------------------------------------------
 
     def publish(
-        self, topic: str, subject: str, payload: JSON, *, exclude: str | None = None
+        self,
+        topic: str,
+        subject: str,
+        payload: JSON,
+        *,
+        exclude: str | None = None,
+        ephemeral: bool = False,
     ) -> Published:
-        """Number, store and broadcast a message; ``from`` is the client whose hook is running."""
+        """Number, store and broadcast a message; ``from`` is the client whose hook is running.
+
+        An ``ephemeral`` message is only sent to the topic's current subscribers (on every
+        server): no offset, nothing stored.
+        """
         context = current_hook.get()
-        draft = Draft(topic, subject, dumps(payload), sender_json(context), exclude)
-        future = self.broker.publish(draft)
+        future: _Published
+        if ephemeral:
+            ts = int(time.time() * 1000)
+            frame = encode_message(
+                topic, subject, dumps(payload), None, ts, sender_json(context), ephemeral=True
+            )
+            # A Future is invariant in its type, but this one is only ever read.
+            future = cast(_Published, self.broker.publish_ephemeral(topic, frame, exclude))
+        else:
+            draft = Draft(topic, subject, dumps(payload), sender_json(context), exclude)
+            future = cast(_Published, self.broker.publish(draft))
         future.add_done_callback(_log_failure)
         if context is not None and context.active:
             context.published.append(future)
@@ -154,6 +182,17 @@ class Messages(HubBase):
                 sub.last_offset = offset
                 if sub.client.id != exclude:
                     sub.client.send(data)
+
+    def _deliver_ephemeral(self, topic: str, frame: str, exclude: str | None) -> None:
+        """Broker callback: send an ephemeral frame to this server's joined subscribers
+        (not to joiners still waiting for their join reply: it was never theirs to miss)."""
+        state = self.topics.get(topic)
+        if state is None:
+            return
+        data = ws_text_frame(frame)
+        for sub in state.subscribers.values():
+            if sub.pending is None and sub.client.id != exclude:
+                sub.client.send(data)
 
     def push(self, client_id: str, topic: str, subject: str, payload: JSON) -> asyncio.Future[None]:
         """Send one ``message`` frame (offset ``null``) to one client."""
