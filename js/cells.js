@@ -8,6 +8,8 @@
 
 import { clip, copyText, h } from "./dom.js";
 import { Subject } from "./constants.js";
+import { renderLatex, renderMarkdown } from "./markdown.js";
+import { sanitizeHtml, sanitizeSvg } from "./sanitize.js";
 
 /** @typedef {import("./client.js").Message} Message */
 
@@ -23,11 +25,13 @@ const ANSI_RE = /\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07/g;
 /** The states of a live cell, as its `status` says. */
 export const CellStatus = Object.freeze({ RUNNING: "running", OK: "ok", ERROR: "error" });
 
-/**
- * Renderers of the markup types, filled in by js/sanitize.js and js/markdown.js.
- * @type {{html?: (s: string) => Node, svg?: (s: string) => Node, markdown?: (s: string) => Node, latex?: (s: string) => Node}}
- */
-const markup = {};
+/** The markup types and what renders each (sanitized, as DOM fragments). */
+const markup = {
+  html: sanitizeHtml,
+  svg: sanitizeSvg,
+  markdown: renderMarkdown,
+  latex: renderLatex,
+};
 
 /**
  * The base64 of an image output, or null when it is not plain base64.
@@ -212,15 +216,17 @@ function renderData(data) {
 
 /**
  * @param {unknown} value
- * @param {((text: string) => Node) | undefined} render
+ * @param {(text: string) => Node} render
  * @param {string} className
  */
 function markupBlock(value, render, className) {
-  if (!render) return null;
   const text = typeof value === "string" ? value : Array.isArray(value) ? value.join("") : null;
   if (!text || text.length > MAX_MARKUP) return null;
+  const fragment = render(text);
+  // Nothing left once sanitized (only a script, say): the next type is shown instead.
+  if (!fragment.childNodes.length) return null;
   const block = h("div", `jc-rich ${className}`);
-  block.append(render(text));
+  block.append(fragment);
   return block;
 }
 

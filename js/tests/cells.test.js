@@ -126,3 +126,65 @@ describe("renderOutput", () => {
     assert.equal(renderOutput(null), null);
   });
 });
+
+describe("rich outputs", () => {
+  /** @param {Record<string, unknown>} data */
+  const show = (data) => renderOutput({ output_type: "display_data", data, metadata: {} });
+
+  test("a DataFrame's HTML is a table, without its <style>", () => {
+    const html =
+      '<div><style scoped>.dataframe tbody tr th { vertical-align: top; }</style>' +
+      '<table border="1" class="dataframe"><thead><tr style="text-align: right;"><th></th><th>x</th></tr></thead>' +
+      "<tbody><tr><th>0</th><td>1.5</td></tr></tbody></table></div>";
+    const shown = show({ "text/html": html, "text/plain": "   x\n0  1.5" });
+    assert.ok(shown?.classList.contains("jc-html"));
+    assert.equal(shown?.querySelector("table.dataframe td")?.textContent, "1.5");
+    assert.equal(shown?.querySelector("style"), null);
+  });
+
+  test("the richest type wins: html > svg > png/jpeg > markdown > latex > plain", () => {
+    const svg = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><circle r="4" cx="5" cy="5"/></svg>';
+    assert.ok(show({ "image/svg+xml": svg, "image/png": "iVBORw0K", "text/plain": "p" })?.querySelector("svg circle"));
+    assert.equal(show({ "image/png": "iVBORw0K", "text/markdown": "**b**" })?.tagName, "IMG");
+    assert.equal(show({ "text/markdown": "**bold**", "text/latex": "$x$" })?.querySelector("strong")?.textContent, "bold");
+    assert.ok(show({ "text/latex": "$$\\frac{a}{b}$$", "text/plain": "a/b" })?.querySelector("math mfrac"));
+  });
+
+  test("HTML and SVG are sanitized; markup with nothing left falls back to text/plain", () => {
+    const html = show({ "text/html": '<b onclick="window.__pwned=1">hi</b><script>window.__pwned=1</script>' });
+    assert.equal(html?.querySelector("b")?.getAttribute("onclick"), null);
+    assert.equal(html?.querySelector("script"), null);
+    const only = show({ "text/html": "<script>window.__pwned=1</script>", "text/plain": "<IPython.core.display.HTML>" });
+    assert.equal(only?.className, "jc-plain");
+    const svg = show({
+      "image/svg+xml": '<svg xmlns="http://www.w3.org/2000/svg"><image href="https://evil.example/x.png"/><rect width="1" height="1" onload="alert(1)"/></svg>',
+    });
+    assert.equal(svg?.querySelector("image")?.getAttribute("href") ?? null, null);
+    assert.equal(svg?.querySelector("rect")?.getAttribute("onload"), null);
+  });
+});
+
+describe("the XSS corpus as cell outputs", async () => {
+  const { readFile } = await import("node:fs/promises");
+  const corpus = JSON.parse(await readFile(new URL("../../tests/xss_corpus.json", import.meta.url), "utf8"));
+
+  test("as text/html and image/svg+xml: no script, no handler, nothing remote", () => {
+    assert.ok(corpus.length >= 40);
+    for (const { name, payload } of corpus) {
+      for (const type of ["text/html", "image/svg+xml"]) {
+        const shown = renderOutput({ output_type: "display_data", data: { [type]: payload, "text/plain": "x" } });
+        if (!shown) continue;
+        for (const element of [shown, ...shown.querySelectorAll("*")]) {
+          const tag = element.localName.toLowerCase();
+          assert.ok(!["script", "iframe", "object", "embed", "style", "form", "foreignobject"].includes(tag), `${name} (${type}): <${tag}>`);
+          for (const attr of Array.from(element.attributes)) {
+            assert.doesNotMatch(attr.name, /^on/i, `${name} (${type}): ${attr.name}`);
+            // A link's href (kept only for http(s) and mailto), a namespace declaration.
+            if ((tag === "a" && attr.name === "href") || attr.name.startsWith("xmlns")) continue;
+            assert.doesNotMatch(attr.value, /(https?:|javascript:|\/\/[a-z])/i, `${name} (${type}): ${attr.name}=${attr.value}`);
+          }
+        }
+      }
+    }
+  });
+});
