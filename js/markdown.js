@@ -61,7 +61,7 @@ function katexOptions(displayMode) {
     throwOnError: false,
     strict: "ignore",
     maxExpand: 500,
-    maxSize: 50,
+    maxSize: 10,
     macros: {},
     globalGroup: false,
   };

@@ -41,8 +41,8 @@ const SVG_TAGS = [
 ];
 
 const HTML_ATTRS = [
-  "abbr", "align", "alt", "checked", "cite", "class", "colspan", "datetime", "dir", "disabled",
-  "headers", "height", "href", "id", "lang", "open", "rowspan", "scope", "span", "start",
+  "abbr", "align", "alt", "checked", "class", "colspan", "datetime", "dir", "disabled",
+  "headers", "height", "href", "id", "lang", "open", "rowspan", "scope", "span", "src", "start",
   "style", "title", "type", "valign", "width", "data-lang", "data-user", "aria-hidden",
   "aria-label", "role",
 ];
