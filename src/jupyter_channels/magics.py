@@ -5,6 +5,7 @@
     %load_ext jupyter_channels
 
     %%share chat:lobby          # runs the cell as usual, then shares its code and outputs
+    %%share --live chat:lobby   # shares it as it runs: its outputs as they appear, then its end
     %share chat:lobby 12        # shares input 12 (default: the previous cell)
     %channels paste [K]         # the K-th most recent shared cell received, in a new cell below
 
@@ -22,7 +23,7 @@ from IPython.core.displayhook import CapturingDisplayHook
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.utils.capture import capture_output
 
-from . import sharing
+from . import live, sharing
 from .client import sync
 from .message import Message
 
@@ -128,14 +129,27 @@ class ChannelsMagics(Magics):
     @line_cell_magic
     def share(self, line: str, cell: str | None = None) -> Any:
         """``%%share TOPIC``: run the cell, then share its code and outputs to TOPIC.
+        ``%%share --live TOPIC``: share it while it runs, its outputs as they appear.
         ``%share TOPIC [N]``: share input N (default: the previous cell)."""
         args = line.split()
-        if not args:
-            print("usage: %%share TOPIC  |  %share TOPIC [N]", file=sys.stderr)
+        is_live = "--live" in args
+        args = [arg for arg in args if arg != "--live"]
+        if not args or (is_live and (cell is None or len(args) != 1)):
+            print("usage: %%share [--live] TOPIC  |  %share TOPIC [N]", file=sys.stderr)
             return None
         topic = args[0]
         if cell is None:
             return self._share_input(topic, args[1:])
+        if is_live:
+            shell = self.shell
+            assert shell is not None
+            return live.run_live(
+                shell,
+                topic,
+                cell,
+                execution_count=shell.execution_count - 1,
+                bundle=lambda value: _format(shell, value),
+            )
         return self._share_cell(topic, cell)
 
     def _share_cell(self, topic: str, cell: str) -> Any:

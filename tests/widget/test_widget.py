@@ -343,8 +343,9 @@ def test_share_cell_sends_a_cell_with_its_outputs_limited_to_what_is_shared(
     assert payload["execution_count"] == 3
     assert payload["outputs"] == [
         {"output_type": "stream", "name": "stdout", "text": "two\nlines\n"},
-        {"output_type": "execute_result", "data": {"text/plain": "42"}, "metadata": {},
-         "execution_count": 3},
+        {"output_type": "execute_result", "data": {"text/plain": "42", "text/html": "<b>42</b>"},
+         "metadata": {}, "execution_count": 3},
+        {"output_type": "error", "ename": "E", "evalue": "", "traceback": []},
     ]  # fmt: skip
 
 

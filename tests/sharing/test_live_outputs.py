@@ -1,0 +1,113 @@
+"""What a live cell keeps of its outputs, and what a shared output may carry: plain code,
+no kernel."""
+
+from __future__ import annotations
+
+import base64
+
+from jupyter_channels import sharing
+from jupyter_channels.live import LiveOutputs, overwrite_lines
+
+
+def test_a_carriage_return_overwrites_its_line_as_a_terminal_does():
+    assert overwrite_lines("10%\r20%\r30%\ndone\n") == "30%\ndone\n"
+    assert overwrite_lines("abc\rde") == "dec"
+    assert overwrite_lines("a\r\nb") == "a\nb"
+    assert overwrite_lines("50%\r") == "50%\r"  # the next write overwrites it
+
+
+def test_stream_text_of_one_name_is_one_output_until_another_comes():
+    outputs = LiveOutputs()
+    outputs.stream("stdout", "a\n")
+    outputs.stream("stdout", "b\n")
+    outputs.stream("stderr", "oops\n")
+    outputs.stream("stdout", "c\n")
+
+    shown, _ = outputs.snapshot()
+
+    assert shown == [
+        sharing.stream("stdout", "a\nb\n"),
+        sharing.stream("stderr", "oops\n"),
+        sharing.stream("stdout", "c\n"),
+    ]
+
+
+def test_a_progress_line_shows_its_latest_state_without_the_pending_return():
+    outputs = LiveOutputs()
+    outputs.stream("stderr", "\r1/3")
+    outputs.stream("stderr", "\r2/3")
+    assert outputs.snapshot()[0] == [sharing.stream("stderr", "2/3")]
+    outputs.stream("stderr", "\r3/3\n")
+    assert outputs.snapshot()[0] == [sharing.stream("stderr", "3/3\n")]
+
+
+def test_clear_output_with_wait_clears_at_the_next_output_only():
+    outputs = LiveOutputs()
+    outputs.stream("stdout", "old\n")
+    outputs.clear(wait=True)
+    assert outputs.snapshot()[0] == [sharing.stream("stdout", "old\n")]
+    outputs.display({"text/plain": "new"}, None, update=False)
+    assert outputs.snapshot()[0] == [sharing.display_data({"text/plain": "new"})]
+    outputs.clear(wait=False)
+    assert outputs.snapshot()[0] == []
+
+
+def test_update_display_replaces_the_displays_with_its_id_and_nothing_else():
+    outputs = LiveOutputs()
+    outputs.display({"text/plain": "0%"}, "bar", update=False)
+    outputs.stream("stdout", "working\n")
+    outputs.clear(wait=True)
+    outputs.display({"text/plain": "50%"}, "bar", update=True)  # no clear: not a new output
+    outputs.display({"text/plain": "elsewhere"}, "other-cell", update=True)
+
+    assert outputs.snapshot()[0] == [
+        sharing.display_data({"text/plain": "50%"}),
+        sharing.stream("stdout", "working\n"),
+    ]
+
+
+def test_outputs_whose_text_alone_is_over_the_cap_are_not_built():
+    outputs = LiveOutputs()
+    outputs.stream("stdout", "x" * (sharing.MAX_CELL_BYTES + 1))
+
+    shown, size = outputs.snapshot()
+
+    assert shown is None
+    assert size == sharing.MAX_CELL_BYTES + 1
+
+
+def test_shared_data_keeps_the_rich_types_and_checks_images():
+    jpeg = base64.b64encode(b"\xff\xd8\xff\xe0 not really").decode()
+    data = {
+        "text/plain": "t",
+        "text/html": ["<b>", "x</b>"],  # nbformat's list of lines
+        "image/svg+xml": "<svg/>",
+        "text/markdown": "*m*",
+        "text/latex": "$x$",
+        "image/jpeg": jpeg[:10] + "\n" + jpeg[10:],
+        "image/png": "not base64!",
+        "application/json": {"a": 1},
+        "application/javascript": "alert(1)",
+    }
+
+    assert sharing.shared_data(data) == {
+        "text/plain": "t",
+        "text/html": "<b>x</b>",
+        "image/svg+xml": "<svg/>",
+        "text/markdown": "*m*",
+        "text/latex": "$x$",
+        "image/jpeg": jpeg,
+    }
+    assert sharing.shared_data({"text/html": {"not": "a string"}}) == {}
+
+
+def test_a_cell_over_the_cap_is_shared_without_its_outputs_and_says_why():
+    big = sharing.stream("stdout", "é" * (sharing.MAX_CELL_BYTES // 2))
+
+    payload = sharing.cell_payload("print(s)", outputs=[big])
+
+    assert payload["outputs"] == []
+    size = len(sharing.dumps([big]).encode())
+    assert payload["outputs_note"] == f"outputs too large, not shared ({size} bytes)"
+    small = sharing.cell_payload("print(s)", outputs=[sharing.stream("stdout", "é")])
+    assert "outputs_note" not in small
