@@ -82,11 +82,20 @@ export function placeMessage(feed, message) {
   if (id === null) return { action: "append" };
   for (let index = feed.length - 1; index >= 0; index--) {
     if (liveCellId(feed[index]) !== id) continue;
-    const shownFinal = cellStatus(feed[index].payload) !== CellStatus.RUNNING;
-    const running = cellStatus(message.payload) === CellStatus.RUNNING;
-    return shownFinal && running ? { action: "ignore" } : { action: "replace", index };
+    return supersedes(feed[index], message) ? { action: "replace", index } : { action: "ignore" };
   }
   return { action: "append" };
+}
+
+/**
+ * Whether a frame of a live cell replaces the one shown for it: any frame does, except a
+ * running one once the final one is shown (an ephemeral frame overtaken by the stored one).
+ * @param {Message} shown
+ * @param {Message} message
+ */
+export function supersedes(shown, message) {
+  const shownFinal = cellStatus(shown.payload) !== CellStatus.RUNNING;
+  return !(shownFinal && cellStatus(message.payload) === CellStatus.RUNNING);
 }
 
 /**

@@ -11,6 +11,7 @@
 
 import { Subject } from "./constants.js";
 import { renderCell } from "./cells.js";
+import { followButton } from "./follow.js";
 import { clip, compactJson, copyText, describe, h } from "./dom.js";
 import { MUTE, continues, dayLabel, muteLine, sameDay } from "./conversation.js";
 import { completeMention, suggestions, typedMention } from "./mentions.js";
@@ -201,7 +202,9 @@ function renderBody(item, room) {
     }
     return body;
   }
-  if (message.subject === Subject.CELL && payload && typeof payload === "object") return renderCell(payload);
+  if (message.subject === Subject.CELL && payload && typeof payload === "object") {
+    return renderCell(payload, { control: followButton(room.follow, message, room.isMine(message)) });
+  }
   if (message.subject === MUTE) return h("div", "jc-system", muteLine(message));
   const body = h("div", "jc-other");
   body.append(h("span", "jc-subject", String(message.subject)), h("code", "jc-json", compactJson(payload)));

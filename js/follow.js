@@ -166,33 +166,44 @@ function drawButton(button, follow) {
 }
 
 /**
- * The header's line while following someone: "Following alice: their shared cells are
- * added to this notebook", with a Stop button each. Empty (hidden) otherwise.
- * @returns {HTMLElement}
+ * The header's row while following someone ("Following: Alice [Stop] …: their shared
+ * cells are added to this notebook, not run"), hidden otherwise; it also keeps every
+ * Follow toggle of its widget up to date. A header tool of js/feed.js.
+ * @param {{follow: Follow}} room
+ * @returns {HTMLElement | null} null where following is not offered
  */
-export function followBar() {
+export function followTool({ follow }) {
+  if (!follow.available) return null;
   const bar = h("div", "jc-following");
   bar.hidden = true;
+  let shown = false;
+  const off = follow.onChange(() => {
+    // The view went away (its header is no longer on the page): stop listening.
+    if (shown && !bar.isConnected) return off();
+    shown ||= bar.isConnected;
+    syncFollow(bar, follow);
+  });
+  syncFollow(bar, follow);
   return bar;
 }
 
 /**
- * Bring a view up to date with whom its room follows: the header's line and every
- * Follow toggle inside `root`.
- * @param {HTMLElement} root
- * @param {HTMLElement} bar made by followBar
+ * Bring a view up to date with whom its room follows: the header's row and every
+ * Follow toggle of the widget holding `bar`.
+ * @param {HTMLElement} bar
  * @param {Follow} follow
  */
-export function syncFollow(root, bar, follow) {
+function syncFollow(bar, follow) {
+  const root = bar.closest(".jc-widget") ?? bar;
   for (const button of root.querySelectorAll("button.jc-follow")) {
     drawButton(/** @type {HTMLButtonElement} */ (button), follow);
   }
-  const shown = [...follow.authors];
-  bar.hidden = !shown.length && !follow.error;
+  const authors = [...follow.authors];
+  bar.hidden = !authors.length && !follow.error;
   bar.replaceChildren();
-  if (shown.length) {
+  if (authors.length) {
     bar.append(h("span", "jc-following-note", "Following:"));
-    for (const [user, name] of shown) {
+    for (const [user, name] of authors) {
       const who = h("span", "jc-followed", name);
       who.dataset.user = user;
       const stop = h("button", "jc-unfollow", "Stop");

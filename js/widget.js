@@ -10,7 +10,10 @@ import { DEFAULT_HISTORY_LIMIT, DEFAULT_TIMEOUT_MS, ErrorCode, Subject, WS_PATH 
 import { hubEndpoint, signIn } from "./signin.js";
 import { firstConnection, kernelWebSocket, modelKernel } from "./transports.js";
 import { describe } from "./dom.js";
-import { MAX_SHOWN, mount } from "./feed.js";
+import { MAX_SHOWN, headerTools, mount } from "./feed.js";
+import { liveCellId, supersedes } from "./cells.js";
+import { Follow, followTool } from "./follow.js";
+import { notebookOf } from "./notebook.js";
 import { Conversation, DELETE, EDIT, MUTE, TYPING } from "./conversation.js";
 import { mentions } from "./mentions.js";
 import { TypingSender, Typists } from "./typing.js";
@@ -192,6 +195,8 @@ export class Room {
     this.channel = null;
     /** What the feed shows, each message in its latest state. */
     this.conversation = new Conversation(MAX_SHOWN);
+    /** Whose shared cells go into this widget's notebook as they arrive (js/follow.js). */
+    this.follow = new Follow(notebookOf(model), this.topic);
     /** @type {Me} */
     this.me = { user: null, id: null };
     /** @type {Set<number>} offsets of messages this page sent, until their echo names it */
@@ -408,6 +413,7 @@ export class Room {
     const previous = this.channel;
     this.channel = null;
     this.topic = topic;
+    this.follow.topic = topic;
     this.conversation.clear();
     this.typists.clear();
     this.noEarlier = false;
@@ -640,6 +646,7 @@ export class Room {
     if (typeof Notification === "undefined" || Notification.permission !== "granted") return;
     if (typeof document === "undefined" || document.visibilityState !== "hidden") return;
     const who = message.from?.name || message.from?.user || "someone";
+    text = text.trim();
     try {
       const note = new Notification(`${who} mentioned you in ${this.topic}`, {
         body: text.length > 200 ? `${text.slice(0, 200)}…` : text,
@@ -690,6 +697,11 @@ export class Room {
       this._scheduleTyping();
       this._update();
     }
+    // A running frame of a live cell whose final frame is shown came late: dropped.
+    const cellId = liveCellId(message);
+    const shownCell = cellId === null ? null : this.conversation.get(`cell:${cellId}`);
+    if (shownCell && !supersedes(shownCell.message, message)) return;
+    if (live) this.follow.receive(message);
     const { added, changed, removed } = this.conversation.add(message);
     for (const view of this.views) {
       if (removed.length) view.remove(removed);
@@ -742,6 +754,9 @@ export function serverAnswer(error) {
   if (!e || typeof e.reason !== "string") return null;
   return { reason: e.reason, detail: typeof e.detail === "string" ? e.detail : "" };
 }
+
+// The header's row of whom this widget follows (where the notebook can take cells).
+headerTools.push(followTool);
 
 /** @type {Map<string, Promise<{username: string, name: string} | null>>} sign-ins under way */
 const signingIn = new Map();
