@@ -69,20 +69,27 @@ const SVG_ATTRS = [
   "xlink:href", "xml:space", "xmlns:xlink", "y", "y1", "y2",
 ];
 
-/** CSS properties a `style` attribute may keep. */
+/**
+ * CSS properties a `style` attribute may keep: colour, type, borders and table layout.
+ * Nothing that positions or moves a box (position, margin, transform, text-indent), so
+ * received markup cannot draw over the widget or the page.
+ */
 const STYLE_PROPERTIES = new Set([
   "background-color", "border", "border-bottom", "border-collapse", "border-color",
   "border-left", "border-right", "border-spacing", "border-style", "border-top",
-  "border-width", "color", "fill", "fill-opacity", "font-family", "font-size", "font-style",
-  "font-variant", "font-weight", "height", "line-height", "margin", "margin-bottom",
-  "margin-left", "margin-right", "margin-top", "max-height", "max-width", "min-height",
+  "border-width", "clip-path", "clip-rule", "color", "dominant-baseline", "fill",
+  "fill-opacity", "fill-rule", "font", "font-family", "font-size", "font-stretch",
+  "font-style", "font-variant", "font-weight", "height", "letter-spacing", "line-height",
+  "marker-end", "marker-mid", "marker-start", "mask", "max-height", "max-width", "min-height",
   "min-width", "opacity", "padding", "padding-bottom", "padding-left", "padding-right",
-  "padding-top", "stroke", "stroke-dasharray", "stroke-linecap", "stroke-linejoin",
+  "padding-top", "paint-order", "stop-color", "stop-opacity", "stroke", "stroke-dasharray",
+  "stroke-dashoffset", "stroke-linecap", "stroke-linejoin", "stroke-miterlimit",
   "stroke-opacity", "stroke-width", "text-align", "text-anchor", "text-decoration",
-  "text-indent", "text-transform", "vertical-align", "white-space", "width", "word-break",
+  "text-transform", "vertical-align", "visibility", "white-space", "width", "word-break",
+  "word-spacing",
 ]);
-/** A declaration's value: words, numbers, colours, and only these CSS functions. */
-const STYLE_VALUE = /^[-\w\s#%.,+/!]*$/;
+/** A declaration's value, functions taken out: words, numbers, colours, quoted names. */
+const STYLE_VALUE = /^[-\w\s#%.,+/!'"]*$/;
 const STYLE_FUNCTION = /([-\w]*)\(([^()]*)\)/g;
 const STYLE_FUNCTIONS = new Set(["rgb", "rgba", "hsl", "hsla", "calc"]);
 
@@ -93,6 +100,7 @@ const RASTER_DATA_URL = /^data:image\/(?:png|jpeg|jpg|gif|webp);base64,[a-z0-9+/
 /** A reference inside the same fragment. */
 const LOCAL_REF = /^#[-\w.:]+$/;
 const URL_FUNCTION = /url\s*\(\s*(['"]?)(.*?)\1\s*\)/gi;
+const URL_FN_START = /url\s*\(/i;
 /** Received ids get this prefix so they never shadow the page's own names. */
 const ID_PREFIX = "user-content-";
 /** Attributes that carry a reference to another element or resource. */
@@ -121,11 +129,15 @@ export function cleanStyle(style) {
     for (let before = ""; before !== plain; ) {
       before = plain;
       plain = plain.replace(STYLE_FUNCTION, (_, name, args) => {
-        if (!STYLE_FUNCTIONS.has(name.toLowerCase())) allowed = false;
-        return ` ${args} `;
+        const fn = name.toLowerCase();
+        // url() only to an element of the same fragment (an SVG gradient or clip path).
+        if (fn === "url") allowed &&= LOCAL_REF.test(args.trim().replace(/^(['"])(.*)\1$/, "$2"));
+        else if (!STYLE_FUNCTIONS.has(fn)) allowed = false;
+        return ` ${fn === "url" ? "" : args} `;
       });
     }
-    if (allowed && STYLE_VALUE.test(plain)) kept.push(`${property}: ${value}`);
+    const quotes = (plain.match(/'/g)?.length ?? 0) % 2 + (plain.match(/"/g)?.length ?? 0) % 2;
+    if (allowed && quotes === 0 && STYLE_VALUE.test(plain)) kept.push(`${property}: ${value}`);
   }
   return kept.join("; ");
 }
@@ -165,7 +177,7 @@ function localUrls(value) {
   });
   // A url( that the pattern did not recognise (odd quoting, escapes) is refused too.
   const left = result.replace(URL_FUNCTION, "");
-  return safe && !/url\s*\(/i.test(left) ? result : null;
+  return safe && !URL_FN_START.test(left) ? result : null;
 }
 
 /**
@@ -196,10 +208,11 @@ function enforce(node) {
       if (!keep) node.removeAttributeNode(attr);
       else if (LOCAL_REF.test(value)) attr.value = `#${ID_PREFIX}${value.slice(1)}`;
     } else if (name === "style") {
-      const style = cleanStyle(value);
+      const local = URL_FN_START.test(value) ? localUrls(value) : value;
+      const style = local === null ? "" : cleanStyle(local);
       if (style) attr.value = style;
       else node.removeAttributeNode(attr);
-    } else if (/url\s*\(/i.test(value)) {
+    } else if (URL_FN_START.test(value)) {
       const local = localUrls(value);
       if (local === null) node.removeAttributeNode(attr);
       else attr.value = local;

@@ -133,7 +133,13 @@ describe("sanitizeSvg", () => {
     const clipped = svg.querySelector("path[clip-path]");
     assert.equal(clipped?.getAttribute("clip-path"), "url(#user-content-p1)");
     assert.equal(svg.querySelector("text")?.textContent, "title");
+    assert.equal(svg.querySelector("text")?.getAttribute("style"), "font-size: 10px; font-family: 'DejaVu Sans'");
     assertInert(fragment, "plot");
+  });
+
+  test("keeps a local url() in a style attribute, prefixed like the id it names", () => {
+    const fragment = sanitizeSvg('<svg><linearGradient id="g"/><rect style="fill: url(#g)"/></svg>');
+    assert.equal(fragment.querySelector("rect")?.getAttribute("style"), "fill: url(#user-content-g)");
   });
 
   test("holds nothing but <svg> elements", () => {
@@ -181,6 +187,14 @@ describe("the URL and style rules", () => {
     assert.equal(cleanStyle("color: var(--x)"), "");
     assert.equal(cleanStyle("color: red; background: u\\72l(x)"), "");
     assert.equal(cleanStyle("width: expression(alert(1))"), "");
+  });
+
+  test("cleanStyle keeps quoted font names and local url() references, nothing that moves a box", () => {
+    assert.equal(cleanStyle("font: 10px 'DejaVu Sans'"), "font: 10px 'DejaVu Sans'");
+    assert.equal(cleanStyle('fill: url("#g1")'), 'fill: url("#g1")');
+    assert.equal(cleanStyle("fill: url(#g1 x)"), "");
+    assert.equal(cleanStyle("font-family: 'a"), "");
+    assert.equal(cleanStyle("position: fixed; margin-top: -999px; transform: scale(9); text-indent: -9px"), "");
   });
 });
 
