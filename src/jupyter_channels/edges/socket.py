@@ -21,6 +21,7 @@ from tornado.iostream import StreamClosedError
 
 from ..connection import Client, TransportClosed
 from ..constants import OVERSIZE_CLOSE_FACTOR, Kind
+from . import phoenix
 
 if TYPE_CHECKING:
     from ..connection import Identity
@@ -126,11 +127,18 @@ class SocketEdge:
     async def get(self, *args: Any, **kwargs: Any) -> None:
         if not await self.authorize("read"):
             raise web.HTTPError(403)
+        vsn = self._vsn()
+        if vsn not in (None, phoenix.VSN):
+            raise web.HTTPError(400, f"unsupported vsn {vsn!r}: {phoenix.VSN} or none")
         self._connection = _Connection(await self.authorize("write"))
         await self.hub.ensure_started()
         result = super().get(*args, **kwargs)  # type: ignore[misc]
         if result is not None:
             await result
+
+    def _vsn(self) -> str | None:
+        """The serializer asked for: ``2.0.0`` (Phoenix V2), or ``None`` (native)."""
+        return cast(web.RequestHandler, self).get_query_argument("vsn", None)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         handler = cast(websocket.WebSocketHandler, self)
@@ -145,12 +153,16 @@ class SocketEdge:
             self.kind,
             StreamTransport(handler),
             can_write=connection.can_write,
+            client_type=phoenix.PhoenixClient if self._vsn() == phoenix.VSN else Client,
         )
         log.debug("%r connected", self.client)
 
     async def on_message(self, message: str | bytes) -> None:
         client = self.client
         if client is None or client.closed:
+            return
+        if isinstance(client, phoenix.PhoenixClient):
+            await phoenix.receive(self.hub, client, message)
             return
         if isinstance(message, bytes):
             self.hub.receive_binary(client)

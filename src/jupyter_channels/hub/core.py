@@ -105,11 +105,12 @@ class Hub(Membership, Messages, Reads):
         transport: Transport,
         *,
         can_write: bool = True,
+        client_type: type[Client] = Client,
     ) -> Client:
         """Register a new connection; past ``max_connections_per_user`` it is closed at once
-        (4029) and the client told why."""
+        (4029) and the client told why. ``client_type`` is the edge's (a serializer's)."""
         limits = self.limits
-        client = Client(
+        client = client_type(
             conn_id,
             user,
             kind,
