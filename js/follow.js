@@ -15,6 +15,28 @@ import { h } from "./dom.js";
 
 /** The tag a followed cell gets starts with this. */
 export const TAG_PREFIX = "shared-by-";
+/**
+ * The username of every connection made with a Jupyter server's kernel token: such a
+ * kernel is told apart by its name (the notebook it runs for).
+ */
+const KERNEL_TOKEN_USER = "kernel";
+
+/**
+ * Who shared a message, as follow mode tells authors apart: the username, or for a kernel
+ * on the kernel token (whose username all such kernels share) `kernel:<its name>`.
+ * @param {Message} message
+ * @returns {{key: string, name: string, tag: string} | null}
+ */
+export function authorOf(message) {
+  const from = message?.from;
+  const user = from?.user;
+  if (typeof user !== "string" || !user) return null;
+  const name = typeof from.name === "string" && from.name ? from.name : user;
+  if (user === KERNEL_TOKEN_USER && from.kind === "kernel" && name !== user) {
+    return { key: `${KERNEL_TOKEN_USER}:${name}`, name, tag: name };
+  }
+  return { key: user, name, tag: user };
+}
 
 /**
  * The tag of a cell taken from `user`'s share at `ts`: `shared-by-alice-at-2026-03-01T09:30:05Z`
@@ -37,7 +59,7 @@ export class Follow {
   constructor(notebook, topic = "") {
     this.notebook = notebook;
     this.topic = topic;
-    /** @type {Map<string, string>} username -> the name shown */
+    /** @type {Map<string, string>} author (authorOf's key) -> the name shown */
     this.authors = new Map();
     /** @type {Set<string>} shares already inserted (their id, else their offset) */
     this._taken = new Set();
@@ -58,7 +80,7 @@ export class Follow {
   }
 
   /**
-   * Start or stop following `user`.
+   * Start or stop following an author (authorOf's key).
    * @param {string} user
    * @param {string} [name] the name to show
    */
@@ -97,8 +119,8 @@ export class Follow {
    */
   receive(message) {
     if (!this.notebook || message?.subject !== Subject.CELL) return false;
-    const user = message.from?.user;
-    if (typeof user !== "string" || !this.authors.has(user)) return false;
+    const author = authorOf(message);
+    if (!author || !this.authors.has(author.key)) return false;
     /** @type {any} */
     const payload = message.payload;
     if (!payload || typeof payload.source !== "string") return false;
@@ -112,17 +134,17 @@ export class Follow {
     if (key === null || this._taken.has(key)) return false;
     this._taken.add(key);
     /** @type {Record<string, unknown>} */
-    const origin = { from: user, ts: message.ts };
+    const origin = { from: message.from.user, name: author.name, ts: message.ts };
     if (this.topic) origin.topic = this.topic;
     if (typeof message.offset === "number") origin.offset = message.offset;
     try {
       this.notebook.insertCell(payload.source, {
-        tags: [followTag(user, message.ts)],
+        tags: [followTag(author.tag, message.ts)],
         jupyter_channels: origin,
       });
       return true;
     } catch (error) {
-      this.error = `could not add ${user}'s cell: ${error instanceof Error ? error.message : error}`;
+      this.error = `could not add ${author.name}'s cell: ${error instanceof Error ? error.message : error}`;
       this._changed();
       return false;
     }
@@ -138,9 +160,9 @@ export class Follow {
  * @returns {HTMLButtonElement | null}
  */
 export function followButton(follow, message, mine = false) {
-  const user = message.from?.user;
-  if (!follow.available || mine || typeof user !== "string" || !user) return null;
-  const name = String(message.from?.name || user);
+  const author = authorOf(message);
+  if (!follow.available || mine || !author) return null;
+  const { key: user, name } = author;
   const button = h("button", "jc-follow");
   button.type = "button";
   button.dataset.user = user;

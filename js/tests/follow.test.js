@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { Follow, followTag } from "../follow.js";
+import { Follow, authorOf, followTag } from "../follow.js";
 
 /** A notebook that records the cells inserted into it. */
 function recorder() {
@@ -102,6 +102,25 @@ describe("Follow", () => {
       ["kept"],
     );
     assert.equal(changes, 2);
+  });
+
+  test("kernels on a server's kernel token are told apart by their notebook", () => {
+    const { cells, notebook } = recorder();
+    const follow = new Follow(notebook);
+    /** @param {string} name @param {string} source */
+    const fromKernel = (name, source) => ({
+      ...cell("kernel", { source }),
+      from: { user: "kernel", name, kind: "kernel", id: name },
+    });
+    const author = authorOf(fromKernel("teacher.ipynb", "x"));
+    assert.deepEqual(author, { key: "kernel:teacher.ipynb", name: "teacher.ipynb", tag: "teacher.ipynb" });
+    follow.toggle(author?.key ?? "", author?.name);
+    assert.equal(follow.receive(fromKernel("student.ipynb", "theirs")), false);
+    assert.equal(follow.receive(fromKernel("teacher.ipynb", "the teacher's")), true);
+    assert.deepEqual(cells.map((c) => c.source), ["the teacher's"]);
+    assert.match(cells[0].metadata.tags[0], /^shared-by-teacher\.ipynb-at-/);
+    // A user's own kernel (on a hub, with their token) is the user.
+    assert.equal(authorOf(cell("ada", { source: "x" }))?.key, "ada");
   });
 
   test("is not offered without a notebook", () => {
