@@ -14,6 +14,7 @@ import { renderCell } from "./cells.js";
 import { followButton } from "./follow.js";
 import { clip, compactJson, copyText, describe, h } from "./dom.js";
 import { MUTE, continues, dayLabel, muteLine, sameDay } from "./conversation.js";
+import { renderMarkdown } from "./markdown.js";
 import { completeMention, suggestions, typedMention } from "./mentions.js";
 import { notebookOf } from "./notebook.js";
 import { typingLine } from "./typing.js";
@@ -98,7 +99,8 @@ function button(text, className, title) {
 }
 
 /**
- * A text message's body as text, `@name` as a mention span.
+ * A text message's body as plain text, `@name` as a mention span (where Markdown
+ * cannot be rendered).
  * @param {string} text
  * @returns {DocumentFragment}
  */
@@ -118,12 +120,17 @@ export function plainText(text) {
 }
 
 /**
- * The rendered text of a message.
+ * The rendered text of a message: its Markdown, sanitized (js/markdown.js).
  * @param {string} text
- * @returns {DocumentFragment}
+ * @returns {{fragment: DocumentFragment, markdown: boolean}}
  */
 function renderText(text) {
-  return plainText(text);
+  try {
+    return { fragment: renderMarkdown(text), markdown: true };
+  } catch (error) {
+    console.error("jupyter-channels: cannot render Markdown", error);
+    return { fragment: plainText(text), markdown: false };
+  }
 }
 
 /**
@@ -180,7 +187,9 @@ function renderBody(item, room) {
   if (message.subject === Subject.TEXT && item.text !== null) {
     const text = clip(item.text);
     const body = h("div", "jc-text");
-    body.append(renderText(text));
+    const { fragment, markdown } = renderText(text);
+    body.classList.toggle("jc-md", markdown);
+    body.append(fragment);
     decorateCode(body, room);
     for (const span of body.querySelectorAll(".jc-mention")) {
       if (room.me.user && /** @type {HTMLElement} */ (span).dataset.user === room.me.user) {
