@@ -539,3 +539,61 @@ async def test_reopening_a_durable_store_keeps_messages_epoch_and_offsets(kind, 
     assert (page.offset, page.epoch, page.recovered) == (3, epoch, True)
     assert next_message.offset == 4
     assert topics == {"a": 4, "b": 1}
+
+
+# -- what moderation reads and writes ---------------------------------------------------------
+
+
+async def test_message_at_gives_the_retained_message_at_an_offset(store):
+    stored = await append(store, "a", 10, 11, 12)
+    await append(store, "b", 20)
+
+    found = await store.message_at("a", 2)
+    assert found is not None
+    assert (found.offset, found.ts, found.frame) == (2, stored[1].ts, stored[1].frame.encode())
+    assert json.loads(found.frame)["payload"] == {"n": 11}
+
+
+@pytest.mark.parametrize("offset", [0, -1, 4, 2**60])
+async def test_message_at_an_offset_with_no_message_gives_none(store, offset):
+    await append(store, "a", 1, 2, 3)
+    assert await store.message_at("a", offset) is None
+    assert await store.message_at("nothing", 1) is None
+
+
+async def test_message_at_an_offset_no_longer_retained_gives_none(store):
+    await append(store, "a", *range(HISTORY_SIZE + 2))
+    assert await store.message_at("a", 1) is None
+    assert await store.message_at("a", HISTORY_SIZE + 2) is not None
+
+
+async def test_a_mute_is_kept_per_topic_and_user_and_lifted_with_none(store):
+    assert await store.muted_until("a", "alan") is None
+    await store.mute("a", "alan", 1_000)
+    await store.mute("a", "alan", 2_000)
+    assert await store.muted_until("a", "alan") == 2_000
+    assert await store.muted_until("a", "ada") is None
+    assert await store.muted_until("b", "alan") is None
+    await store.mute("a", "alan", None)
+    assert await store.muted_until("a", "alan") is None
+
+
+@pytest.mark.parametrize("kind", DURABLE, ids=lambda kind: kind.name, indirect=True)
+async def test_a_durable_store_keeps_its_mutes_when_reopened(kind, tmp_path):
+    far = 2**52
+    first = kind.make(tmp_path, HISTORY_SIZE)
+    await first.open()
+    try:
+        await first.mute("a", "alan", far)
+        await first.mute("a", "ada", far)
+        await first.mute("a", "ada", None)
+    finally:
+        await first.close()
+
+    second = kind.make(tmp_path, HISTORY_SIZE)
+    await second.open()
+    try:
+        assert await second.muted_until("a", "alan") == far
+        assert await second.muted_until("a", "ada") is None
+    finally:
+        await second.close()

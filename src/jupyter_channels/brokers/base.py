@@ -9,7 +9,7 @@ import abc
 import asyncio
 from collections.abc import Callable, Iterable
 
-from ..history.base import Draft, HistoryStore, Page, StoredMessage
+from ..history.base import Draft, HistoryStore, Page, Retained, StoredMessage
 from ..presence import Meta, State
 
 Deliver = Callable[[StoredMessage], None]
@@ -99,6 +99,19 @@ class Broker(abc.ABC):
     async def topics(self) -> dict[str, int]:
         """Every topic with history, with its last offset."""
         return await self.store.topics()
+
+    async def message_at(self, topic: str, offset: int) -> Retained | None:
+        """The retained message at ``offset`` (see ``HistoryStore.message_at``)."""
+        return await self.store.message_at(topic, offset)
+
+    async def muted_until(self, topic: str, username: str) -> int | None:
+        """Until when ``username`` is muted in ``topic`` (see ``HistoryStore.muted_until``):
+        kept by the store, so every server sharing it sees the same mutes."""
+        return await self.store.muted_until(topic, username)
+
+    async def mute(self, topic: str, username: str, until: int | None) -> None:
+        """Record a mute (``None``: lift it), in the store."""
+        await self.store.mute(topic, username, until)
 
     # -- presence across servers ----------------------------------------------------------------
 

@@ -170,7 +170,12 @@ class TopicsEdge(RestEdge):
 
 
 class MessagesEdge(RestEdge):
-    """``GET``/``POST topics/{topic}/messages``."""
+    """``GET``/``POST topics/{topic}/messages``.
+
+    A POST goes through the same checks as a ``message`` frame (permissions, mutes,
+    ``edit``/``delete``/``mute``), then the channel's ``handle_message``; with
+    ``"ephemeral": true`` it reaches the topic's current subscribers unstored.
+    """
 
     @web.authenticated
     async def get(self, topic: str) -> None:
@@ -225,6 +230,10 @@ class MessagesEdge(RestEdge):
         if not isinstance(subject, str) or not 0 < len(subject) <= 255:
             self.fail(ErrorCode.INVALID_MESSAGE, "'subject' must be a string of 1-255 characters")
             return
+        ephemeral = body.get("ephemeral", False)
+        if not isinstance(ephemeral, bool):
+            self.fail(ErrorCode.INVALID_MESSAGE, "'ephemeral' must be true or false")
+            return
         if not self.hub.rest_allowed(self.current_user.username):
             self.fail(ErrorCode.RATE_LIMITED, "rate limit exceeded")
             return
@@ -242,7 +251,9 @@ class MessagesEdge(RestEdge):
         )
         try:
             response = await self.hub.handle_message(
-                channel, client, Message(topic, subject, body.get("payload", {}))
+                channel,
+                client,
+                Message(topic, subject, body.get("payload", {}), ephemeral=ephemeral),
             )
         except HookError as e:
             self.fail(e.code, e.detail)

@@ -112,6 +112,8 @@ class HistoryStore(abc.ABC):
 
     def __init__(self, history_size: int) -> None:
         self.history_size = history_size
+        #: ``(topic, username)`` -> until when (ms since the epoch) they are muted.
+        self.mutes: dict[tuple[str, str], int] = {}
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -156,3 +158,29 @@ class HistoryStore(abc.ABC):
     @abc.abstractmethod
     async def topics(self) -> dict[str, int]:
         """Every topic with history, with its last offset."""
+
+    async def message_at(self, topic: str, offset: int) -> Retained | None:
+        """The retained message of ``topic`` at ``offset``; ``None`` if there is none (never
+        was, or no longer retained). Stores override it with a direct lookup."""
+        if offset < 1:
+            return None
+        page = await self.read(topic, since=offset - 1, limit=1)
+        if page.recovered and page.messages and page.messages[0].offset == offset:
+            return page.messages[0]
+        return None
+
+    # -- mutes (moderation) ------------------------------------------------------------------
+
+    async def muted_until(self, topic: str, username: str) -> int | None:
+        """Until when (ms since the epoch) ``username`` is muted in ``topic``, if a mute was
+        recorded (it may have ended: compare with the time). This base keeps mutes in
+        memory; stores that persist them override it and :meth:`mute`."""
+        return self.mutes.get((topic, username))
+
+    async def mute(self, topic: str, username: str, until: int | None) -> None:
+        """Record that ``username`` is muted in ``topic`` until ``until`` (ms since the
+        epoch); ``None`` lifts a mute. Fails with :class:`StoreUnavailable`."""
+        if until is None:
+            self.mutes.pop((topic, username), None)
+        else:
+            self.mutes[(topic, username)] = until

@@ -217,6 +217,10 @@ class Keys:
         """HASH: ``<server id>:<connection id>`` -> the member, of every server."""
         return f"{self.prefix}presence:{topic}"
 
+    def mutes(self, topic: str) -> str:
+        """HASH: username -> until when (ms since the epoch) they are muted in a topic."""
+        return f"{self.prefix}mutes:{topic}"
+
     def server(self, server_id: str) -> str:
         """SET: the topics a server has members on (to clean up after it dies)."""
         return f"{self.prefix}server:{server_id}"
@@ -486,3 +490,38 @@ class RedisHistory(HistoryStore):
             self.health.failed(e)
             raise StoreUnavailable(f"Redis is unavailable: {e}") from e
         return {text(topic): int(offset) for topic, offset in offsets.items()}
+
+    async def message_at(self, topic: str, offset: int) -> Retained | None:
+        if offset < 1 or offset > _MAX_OFFSET:
+            return None
+        entry_id = f"{offset}-0"
+        try:
+            rows = await self.client().xrange(self.keys.history(topic), entry_id, entry_id)
+        except (RedisError, OSError) as e:
+            self.health.failed(e)
+            raise StoreUnavailable(f"Redis is unavailable: {e}") from e
+        if not rows:
+            return None
+        fields: dict[Any, Any] = rows[0][1] or {}
+        frame = fields[b"f"]
+        data = frame.encode() if isinstance(frame, str) else bytes(frame)
+        return Retained(offset, int(fields[b"t"]), data)
+
+    async def muted_until(self, topic: str, username: str) -> int | None:
+        try:
+            until = await self.client().hget(self.keys.mutes(topic), username)
+        except (RedisError, OSError) as e:
+            self.health.failed(e)
+            raise StoreUnavailable(f"Redis is unavailable: {e}") from e
+        return None if until is None else int(until)
+
+    async def mute(self, topic: str, username: str, until: int | None) -> None:
+        key = self.keys.mutes(topic)
+        try:
+            if until is None:
+                await self.client().hdel(key, username)
+            else:
+                await self.client().hset(key, username, str(until))
+        except (RedisError, OSError) as e:
+            self.health.failed(e)
+            raise StoreUnavailable(f"Redis is unavailable: {e}") from e

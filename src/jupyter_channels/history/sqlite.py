@@ -39,6 +39,12 @@ CREATE TABLE IF NOT EXISTS messages (
     frame TEXT NOT NULL,
     PRIMARY KEY (topic, offset)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mutes (
+    topic TEXT NOT NULL,
+    username TEXT NOT NULL,
+    until INTEGER NOT NULL,
+    PRIMARY KEY (topic, username)
+) WITHOUT ROWID;
 """
 
 #: Reads that may run at once, each on its own connection.
@@ -85,6 +91,10 @@ class SqliteHistory(HistoryStore):
             epoch = row[0]
         self.epoch = epoch
         self._committed = dict(db.execute("SELECT topic, last FROM topics").fetchall())
+        # Mutes are few: all of them live in memory, written through to the table.
+        db.execute("DELETE FROM mutes WHERE until <= ?", (int(time.time() * 1000),))
+        rows = db.execute("SELECT topic, username, until FROM mutes").fetchall()
+        self.mutes = {(topic, username): until for topic, username, until in rows}
         self._last = dict(self._committed)
         self._db = db
         if self.path != ":memory:":
@@ -185,7 +195,46 @@ class SqliteHistory(HistoryStore):
             db.execute("ROLLBACK")
             raise
 
+    async def mute(self, topic: str, username: str, until: int | None) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._writer, self._write_mute, topic, username, until)
+        except (sqlite3.Error, RuntimeError) as e:
+            raise StoreUnavailable(f"history store write failed: {e}") from e
+        await super().mute(topic, username, until)
+
+    def _write_mute(self, topic: str, username: str, until: int | None) -> None:
+        db = self._db
+        if db is None:
+            raise RuntimeError("the history store is closed")
+        if until is None:
+            db.execute("DELETE FROM mutes WHERE topic = ? AND username = ?", (topic, username))
+        else:
+            db.execute(
+                "INSERT INTO mutes (topic, username, until) VALUES (?, ?, ?)"
+                " ON CONFLICT(topic, username) DO UPDATE SET until = excluded.until",
+                (topic, username, until),
+            )
+
     # -- reading ----------------------------------------------------------------------------
+
+    async def message_at(self, topic: str, offset: int) -> Retained | None:
+        loop = asyncio.get_running_loop()
+        executor = self._writer if self._readers is None else self._readers
+        try:
+            return await loop.run_in_executor(executor, self._message_at, topic, offset)
+        except (sqlite3.Error, RuntimeError) as e:
+            raise StoreUnavailable(f"history store read failed: {e}") from e
+
+    def _message_at(self, topic: str, offset: int) -> Retained | None:
+        row = (
+            self._reader()
+            .execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE topic = ? AND offset = ?", (topic, offset)
+            )
+            .fetchone()
+        )
+        return None if row is None else Retained(*row)
 
     async def read(
         self,

@@ -18,7 +18,8 @@ from ..constants import MAX_IN_FLIGHT, ErrorCode
 from ..history.base import Draft, StoredMessage, StoreUnavailable
 from ..message import Message
 from ..protocol import JSON, Frame, dumps, encode_message, ok_reply, ws_text_frame
-from .base import HookContext, HookError, HubBase, current_hook, sender_json
+from .base import HookContext, HookError, current_hook, sender_json
+from .moderation import Moderation
 from .permissions import Action
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def _log_failure(future: asyncio.Future[Any]) -> None:
         log.debug("publish failed: %s", future.exception())
 
 
-class Messages(HubBase):
+class Messages(Moderation):
     """``message`` frames in, stored messages out."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -94,11 +95,14 @@ class Messages(HubBase):
         """Run ``handle_message`` and wait until what it published is stored.
 
         Returns the ok reply's ``response``; raises :class:`HookError`, ``unauthorized``
-        before the hook runs when the topic's permissions do not let the client send.
+        before the hook runs when the topic's permissions do not let the client send or
+        it is muted, and for ``edit``, ``delete`` and ``mute`` as ``moderation.py`` says.
+        Ephemeral messages go through the same checks and the same hook.
         """
         refusal = self.permissions.refusal(client.user, Action.SEND, message.topic)
         if refusal is not None:
             raise HookError(ErrorCode.UNAUTHORIZED, refusal)
+        message, mute = await self.moderate(client.user, message)
         context = HookContext(client, message.topic)
         try:
             result = await self._hook(
@@ -117,6 +121,8 @@ class Messages(HubBase):
             stored = [message for message in published if message is not None]
             if stored:
                 response["offset"] = stored[-1].offset
+        if mute is not None:
+            await self.record(mute)
         if isinstance(result, dict):
             response.update(result)
         try:
