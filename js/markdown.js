@@ -60,7 +60,7 @@ function katexOptions(displayMode) {
     trust: false,
     throwOnError: false,
     strict: "ignore",
-    maxExpand: 500,
+    maxExpand: 1000,
     maxSize: 10,
     macros: {},
     globalGroup: false,

@@ -142,6 +142,14 @@ describe("sanitizeSvg", () => {
     assert.equal(fragment.querySelector("rect")?.getAttribute("style"), "fill: url(#user-content-g)");
   });
 
+  test("keeps an embedded raster image (matplotlib's imshow)", () => {
+    const fragment = sanitizeSvg(
+      `<svg xmlns:xlink="http://www.w3.org/1999/xlink"><image width="4" height="4" xlink:href="${PNG}"/></svg>`,
+    );
+    const image = fragment.querySelector("image");
+    assert.equal(image?.getAttributeNS("http://www.w3.org/1999/xlink", "href"), PNG);
+  });
+
   test("holds nothing but <svg> elements", () => {
     const fragment = sanitizeSvg("<p>para</p>text<svg><rect/></svg><b>b</b>");
     assert.deepEqual(
