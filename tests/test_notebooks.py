@@ -21,6 +21,7 @@ EXPECTED = {
     "cross-kernel-metrics": "40 points plotted live",
     "custom-channel": "refused: not allowed in this room",
     "share-cells": "pi is about 3.142",
+    "teaching": "live updates, then the final states: ['ok', 'ok']",
 }
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
@@ -38,6 +39,7 @@ def test_the_notebooks_are_there():
         "share-cells.ipynb",
         "cross-kernel-metrics.ipynb",
         "custom-channel.ipynb",
+        "teaching.ipynb",
     } <= names
 
 
