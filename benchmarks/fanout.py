@@ -2,6 +2,7 @@
 forwarder, side by side in one run.
 
     python benchmarks/fanout.py [--runs 3] [--scenarios fanout,latency,idle,kernel] [--quick]
+    python benchmarks/fanout.py --scenarios phoenix
 
 Starts (a) a real Jupyter server with the extension on its embedded default
 (SQLite history on; rate, queue and per-user connection limits raised for the
@@ -23,6 +24,9 @@ server's).
 - idle: N idle joined connections; server RSS per connection; then one
   broadcast must reach all of them.
 - kernel: ``kernel_rate.py`` (the Python client; the baseline has no client).
+- phoenix (not run by default): the fanout scenario with native subscribers and with
+  Phoenix V2 subscribers (``?vsn=2.0.0``), side by side on the extension and the
+  service; the ratio phoenix/native.
 """
 
 from __future__ import annotations
@@ -48,11 +52,13 @@ FULL = {
     "fanout": [{"subscribers": 100, "messages": 2000}, {"subscribers": 1000, "messages": 300}],
     "latency": [{"subscribers": 100, "rate": 100, "seconds": 20}],
     "idle": [{"subscribers": 2000}, {"subscribers": 10000}],
+    "phoenix": [{"subscribers": 100, "messages": 2000}],
 }
 QUICK = {
     "fanout": [{"subscribers": 5, "messages": 20}],
     "latency": [{"subscribers": 5, "rate": 50, "seconds": 0.4}],
     "idle": [{"subscribers": 20}],
+    "phoenix": [{"subscribers": 5, "messages": 20}],
 }
 
 
@@ -195,7 +201,10 @@ def main() -> None:
                     with Targets(TRAITS, only=(target,)) as servers:
                         where = servers.where(target)
                         results[label("idle", cfg)][target].append(run("idle", cfg, target, *where))
-    report(results, args.runs)
+    if results:
+        report(results, args.runs)
+    if "phoenix" in chosen:
+        phoenix(sizes["phoenix"], args.runs)
     if "kernel" in chosen:
         messages = "200" if args.quick else "5000"
         subprocess.run(
@@ -203,6 +212,34 @@ def main() -> None:
              "--runs", str(args.runs)],
             check=True,
         )  # fmt: skip
+
+
+SERIALIZERS = ("native", "phoenix")
+
+
+def phoenix(sizes: list[dict[str, Any]], runs: int) -> None:
+    """Fan-out to native subscribers and to Phoenix V2 subscribers, taking turns."""
+    targets = ("extension", "service")
+    results: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    with Targets(TRAITS, only=targets) as servers:
+        for cfg in sizes:
+            for _ in range(runs):
+                for target in targets:
+                    for serializer in SERIALIZERS:
+                        full = {**cfg, "phoenix": serializer == "phoenix"}
+                        results[f"{label('fanout', cfg)} {target}"][serializer].append(
+                            run("fanout", full, target, *servers.where(target))
+                        )
+    print(f"medians of {runs} runs; subscribers native or Phoenix V2 (?vsn=2.0.0)")
+    print(f"{'scenario':36} {'figure':16} {'native':>12} {'phoenix':>12} {'phx/nat':>8}")
+    for name, by_serializer in results.items():
+        invalid = invalid_runs(by_serializer)
+        for figure, values in medians(by_serializer).items():
+            native, v2 = values["native"], values["phoenix"]
+            ratio = v2 / native if native else float("nan")
+            print(f"{name:36} {figure:16} {native:12,.2f} {v2:12,.2f} {ratio:8.2f}")
+        if invalid:
+            print(f"{name:36} INVALID runs: {', '.join(invalid)}")
 
 
 #: The ratios printed, numerator / denominator, and their short names.

@@ -9,7 +9,9 @@ process reports its own CPU time so a saturated generator shows.
 
 ``target`` is ``project`` (the channels protocol: join, replies with ``ref``) or
 ``baseline`` (the bare forwarder: no join, no replies; the publisher's own
-observer connection counts what came back as its acks).
+observer connection counts what came back as its acks). With ``"phoenix": true``
+the project's subscribers connect with ``?vsn=2.0.0`` and join in Phoenix's V2
+frames (the publisher stays native).
 """
 
 from __future__ import annotations
@@ -126,7 +128,8 @@ async def connect(url: str, token: str | None, on_frame: Any) -> WS:
     assert ws.transport is not None
     ws.transport.write(
         (
-            f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"GET {parts.path or '/'}{'?' + parts.query if parts.query else ''} HTTP/1.1\r\n"
+            f"Host: {parts.netloc}\r\n"
             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{auth}\r\n"
         ).encode()
@@ -139,6 +142,10 @@ def join_frame() -> str:
     # Presence off: with it, each of N joins is sent to every member (N x N frames),
     # a cost of presence, not of delivering messages; the baseline has none.
     return json.dumps({"event": "join", "topic": TOPIC, "ref": "j", "presence": False})
+
+
+def phoenix_join_frame() -> str:
+    return json.dumps(["j", "j", TOPIC, "phx_join", {"presence": False}])
 
 
 def message_frame(seq: int, pad: str, sent_ns: int = 0, ref: bool = True) -> str:
@@ -207,11 +214,14 @@ async def open_subscribers(
     subs = [Subscriber(goal, record_times) for _ in range(n)]
     sem = asyncio.Semaphore(200)
 
+    phoenix = cfg.get("phoenix", False)
+    url = cfg["url"] + "?vsn=2.0.0" if phoenix else cfg["url"]
+
     async def one(sub: Subscriber) -> None:
         async with sem:
-            sub.ws = await connect(cfg["url"], cfg.get("token"), sub.frame)
+            sub.ws = await connect(url, cfg.get("token"), sub.frame)
             if cfg["target"] == "project":
-                sub.ws.send(join_frame())
+                sub.ws.send(phoenix_join_frame() if phoenix else join_frame())
 
     await asyncio.gather(*(one(sub) for sub in subs))
     if cfg["target"] == "project":

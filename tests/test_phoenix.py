@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -531,3 +533,68 @@ async def test_a_limit_refusing_a_push_is_a_phx_reply_error_with_reason_and_deta
     assert reply[4]["status"] == "error"
     assert reply[4]["response"]["reason"] == "too_large"
     assert "max_message_size" in reply[4]["response"]["detail"]
+
+
+# -- the translation, without sockets -------------------------------------------------------------
+
+
+def test_a_phx_join_becomes_a_native_join_with_the_options_taken_out_of_its_params():
+    incoming = phoenix.decode(
+        json.dumps(["4", "4", "chat:x", "phx_join", {"since": 3, "meta": True, "room": "a"}])
+    )
+
+    native = json.loads(incoming.native)
+    assert native == {
+        "event": "join",
+        "topic": "chat:x",
+        "ref": '["4","4","j"]',
+        "payload": {"room": "a"},
+        "since": 3,
+    }
+    assert (incoming.topic, incoming.meta) == ("chat:x", True)
+
+
+def test_any_other_event_becomes_a_message_whose_subject_is_the_event():
+    native = json.loads(phoenix.decode(json.dumps(["4", "5", "chat:x", "text", [1, 2]])).native)
+
+    assert native == {
+        "event": "message",
+        "topic": "chat:x",
+        "subject": "text",
+        "payload": [1, 2],
+        "ref": '["4","5","p"]',
+    }
+
+
+def test_a_binary_push_header_is_read_back_as_phoenix_js_writes_it():
+    fields = [b"1", b"22", b"chat:x", b"upload"]
+    data = bytes([0, *(len(f) for f in fields)]) + b"".join(fields) + b"\xff\xfe"
+
+    assert phoenix.decode_binary(data) == ("1", "22", "chat:x", "upload")
+    with pytest.raises(phoenix.FormatError):
+        phoenix.decode_binary(bytes([2, 1, 1, 1, 1]) + b"abcd")  # a broadcast, not a push
+    with pytest.raises(phoenix.FormatError):
+        phoenix.decode_binary(bytes([0, 9, 9, 9, 9]) + b"short")
+
+
+def test_the_phoenix_benchmark_scenario_runs_native_and_v2_subscribers_side_by_side():
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).parents[1] / "benchmarks" / "fanout.py"),
+            "--quick",
+            "--runs",
+            "1",
+            "--scenarios",
+            "phoenix",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    out = result.stdout
+    for row in ("fanout S=5 M=20 extension", "fanout S=5 M=20 service"):
+        assert any(line.startswith(row) and "deliveries/s" in line for line in out.splitlines())
+    assert "phx/nat" in out
+    assert "INVALID" not in out

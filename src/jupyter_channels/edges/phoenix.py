@@ -67,8 +67,10 @@ RESERVED_EVENTS = frozenset(
     {e.value for e in PhxEvent if e is not PhxEvent.HEARTBEAT}
     | {Event.PRESENCE_STATE.value, Event.PRESENCE_DIFF.value}
 )
-#: ``phx_join`` params that are the server's, not the channel's.
-JOIN_OPTIONS = ("since", "history", "presence", "meta")
+#: ``phx_join`` params that are the server's, not the channel's: the native join's
+#: fields, and ``meta`` (this edge's own).
+NATIVE_JOIN_OPTIONS = ("since", "history", "presence")
+JOIN_OPTIONS = (*NATIVE_JOIN_OPTIONS, "meta")
 
 
 class FormatError(Exception):
@@ -160,7 +162,7 @@ def decode(text: str) -> Incoming:
             "ref": _native_ref(join_ref, ref, Kind.JOIN),
             "payload": params,
         }
-        native.update({k: payload[k] for k in JOIN_OPTIONS[:3] if k in payload})
+        native.update({k: payload[k] for k in NATIVE_JOIN_OPTIONS if k in payload})
         meta = payload.get("meta", False)
         if not isinstance(meta, bool):
             raise Refusal(join_ref, ref, topic, "'meta' must be true or false")
