@@ -461,6 +461,22 @@ async def test_a_leave_is_answered_ok_then_phx_close_and_the_native_ping_never_s
     assert await read_v2(conn) == ["3", "3", "accept:bye", "phx_close", {}]
 
 
+async def test_a_subscription_the_channel_ends_gets_phx_close_on_its_join_ref(
+    endpoint, channels_ws
+):
+    conn = await endpoint.v2()
+    conn.write_message(json.dumps(["7", "7", "kick:out", "phx_join", {}]))
+    assert (await read_v2(conn))[4]["status"] == "ok"
+
+    conn.write_message(json.dumps(["7", "8", "kick:out", "kick me", {}]))
+
+    frames = [await read_v2(conn) for _ in range(3)]  # presence_state, phx_close, the reply
+    closed = next(frame for frame in frames if frame[3] == "phx_close")
+    assert closed == ["7", "7", "kick:out", "phx_close", {"reason": "kicked by the channel"}]
+    reply = next(frame for frame in frames if frame[3] == "phx_reply")
+    assert reply[:2] == ["7", "8"]
+
+
 @pytest.mark.parametrize(
     "channels_config",
     [{"channels": TEST_CHANNELS, "presence_interval": 0, "heartbeat_interval": 0.2}],
