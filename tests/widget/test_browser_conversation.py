@@ -280,3 +280,77 @@ def test_edit_delete_moderation_late_joiners_and_mutes(
 
 def stored_texts(lab: Lab, topic: str) -> list[str]:
     return [m["payload"].get("text") for m in lab.messages(topic) if m["subject"] == "text"]
+
+
+def test_the_feed_groups_pages_back_sticks_to_the_bottom_and_collapses_long_messages(
+    lab: Lab, open_notebook: OpenNotebook
+) -> None:
+    topic = "conv:feed"
+    for n in range(1, 71):
+        lab.post(topic, "text", {"text": f"message {n}"}, user="alan")
+    page = open_notebook(widget_cell(topic))
+    widget = show_widget(page)
+    items = widget.locator(".jc-msg")
+    expect(feed(widget)).to_have_count(50)
+    expect(feed(widget).first).to_have_text("message 21")
+    # One author within a minute: one group, one day separator.
+    first = items.first
+    expect(first.locator(".jc-day")).to_have_text("Today")
+    expect(first).not_to_have_class(re.compile(r"\bjc-continued\b"))
+    assert widget.locator(".jc-msg.jc-continued").count() >= 40
+    assert widget.locator(".jc-day").count() == 1
+
+    # "Load earlier" pages back to the first message, then goes.
+    widget.locator(".jc-earlier").click()
+    expect(feed(widget)).to_have_count(70)
+    expect(feed(widget).first).to_have_text("message 1")
+    expect(widget.locator(".jc-earlier")).to_be_hidden()
+    expect(widget.locator(".jc-day")).to_have_count(1)
+
+    # Scrolled up, a new message shows the pill instead of moving the feed.
+    scroller = widget.locator(".jc-feed")
+    scroller.evaluate("el => { el.scrollTop = 0; }")
+    lab.post(topic, "text", {"text": "while you read"}, user="alan")
+    pill = widget.locator(".jc-pill")
+    expect(pill).to_be_visible()
+    assert scroller.evaluate("el => el.scrollTop") == 0
+    pill.click()
+    expect(pill).to_be_hidden()
+    page.wait_for_function(
+        "el => el.scrollHeight - el.scrollTop - el.clientHeight < 24", arg=scroller.element_handle()
+    )
+
+    # A long message is collapsed; "Show more" opens it.
+    long = "\n".join(f"line {n}" for n in range(1, 41))
+    lab.post(topic, "text", {"text": long}, user="alan")
+    last = items.last
+    more = last.locator(".jc-more")
+    expect(more).to_have_text("Show more")
+    expect(last.locator(".jc-text")).to_have_class(re.compile(r"\bjc-collapsed\b"))
+    more.click()
+    expect(more).to_have_attribute("aria-expanded", "true")
+    expect(last.locator(".jc-text")).not_to_have_class(re.compile(r"\bjc-collapsed\b"))
+
+    # Shift+Enter is a new line, Enter sends; the box grows with its lines.
+    box = widget.locator(".jc-input")
+    box.click()
+    height = box.evaluate("el => el.offsetHeight")
+    box.press_sequentially("line one")
+    box.press("Shift+Enter")
+    box.press_sequentially("line two")
+    expect(box).to_have_value("line one\nline two")
+    assert box.evaluate("el => el.offsetHeight") > height
+    box.press("Enter")
+    expect(box).to_have_value("")
+    wait_until(lambda: "line one\nline two" in stored_texts(lab, topic))
+
+    # The feed is a labelled log; Up and Down move between its messages.
+    expect(scroller).to_have_attribute("role", "log")
+    expect(scroller).to_have_attribute("aria-live", "polite")
+    expect(scroller).to_have_attribute("aria-label", f"Messages in {topic}")
+    scroller.focus()
+    page.keyboard.press("End")
+    focused = "() => document.activeElement.querySelector('.jc-text')?.textContent.trim()"
+    wait_until(lambda: page.evaluate(focused) == "line one\nline two")
+    page.keyboard.press("ArrowUp")
+    wait_until(lambda: (page.evaluate(focused) or "").startswith("line 1\nline 2"))
