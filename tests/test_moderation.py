@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import urllib.error
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .channels_fixture import CHANNELS, as_user
-from .hosts import config_file
+from .channels_fixture import CHANNELS, USER_HEADER, as_user
+from .hosts import config_file, each_spawned_host
 from .service_support import SpawnedService, token_of
-from .support import RECV_TIMEOUT
+from .support import RECV_TIMEOUT, REPO_ROOT, SpawnedServer
 
 pytestmark = pytest.mark.on_every_host
 
@@ -295,18 +297,46 @@ def service(root, history_path=None, **traits: Any) -> SpawnedService:
     return SpawnedService(root, config=config, history_path=history_path)
 
 
-async def test_a_mute_holds_after_a_restart_with_the_same_store(tmp_path):
+def extension(root: Path, history_path: Path) -> SpawnedServer:
+    """A ``jupyter server`` with the extension and the rules on ``history_path``, whose users
+    are named by the ``X-Test-User`` header (as the in-process server's)."""
+    config_dir = root / "config"
+    config_dir.mkdir(parents=True)
+    config = {
+        "ServerApp": {"identity_provider_class": "tests.channels_fixture.HeaderUsers"},
+        "ChannelsApp": {"permissions": RULES},
+    }
+    (config_dir / "jupyter_server_config.json").write_text(json.dumps(config))
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    env = {"JUPYTER_CONFIG_DIR": str(config_dir), "PYTHONPATH": path}
+    return SpawnedServer(root, history_path, env=env)
+
+
+async def connect_as(server: SpawnedServer | SpawnedService, user: str):
+    if isinstance(server, SpawnedService):
+        return await server.connect(user)
+    return await server.connect(**{USER_HEADER: user})
+
+
+@each_spawned_host
+async def test_a_mute_holds_after_a_restart_with_the_same_store(tmp_path, host):
     history = tmp_path / "history.sqlite"
-    first = service(tmp_path / "one", history_path=history).start()
+
+    def start(name: str) -> SpawnedServer | SpawnedService:
+        if host == "service":
+            return service(tmp_path / name, history_path=history).start()
+        return extension(tmp_path / name, history).start()
+
+    first = start("one")
     try:
-        grace = await first.connect("grace")
+        grace = await connect_as(first, "grace")
         await grace.join("chat:durable-mute")
         await grace.publish("chat:durable-mute", "mute", {"user": "alan", "seconds": 3600})
     finally:
         first.stop()
-    second = service(tmp_path / "two", history_path=history).start()
+    second = start("two")
     try:
-        alan = await second.connect("alan")
+        alan = await connect_as(second, "alan")
         await alan.join("chat:durable-mute")
         reason, detail = await refused(alan, "chat:durable-mute", "text", {"text": "hi"})
         assert reason == "unauthorized"
