@@ -16,8 +16,17 @@ from typing import Any
 
 import pytest
 
-from .conftest import Lab, OpenNotebook
-from .test_browser import expect, feed, run_cell, say, show_widget, wait_until, widget_cell
+from .conftest import SCREENSHOTS, Lab, OpenNotebook
+from .test_browser import (
+    expect,
+    feed,
+    loss_curve_png,
+    run_cell,
+    say,
+    show_widget,
+    wait_until,
+    widget_cell,
+)
 
 RULES = [{"topic": "*", "join": "*", "send": "*", "moderate": "@teachers"}]
 
@@ -354,3 +363,77 @@ def test_the_feed_groups_pages_back_sticks_to_the_bottom_and_collapses_long_mess
     wait_until(lambda: page.evaluate(focused) == "line one\nline two")
     page.keyboard.press("ArrowUp")
     wait_until(lambda: (page.evaluate(focused) or "").startswith("line 1\nline 2"))
+
+
+def test_screenshots_of_a_conversation_in_the_light_and_dark_themes(
+    lab: Lab, open_notebook: OpenNotebook
+) -> None:
+    """docs/widget.png and docs/widget-dark.png are these (build/screenshots/)."""
+    topic = "demo:lobby"
+    lab.post(
+        topic, "text", {"text": "Has anyone tried the new learning-rate **schedule**?"}, "grace"
+    )
+    ada = open_notebook(widget_cell(topic), user="ada")
+    grace = open_notebook(widget_cell(topic), user="grace")
+    widget = show_widget(ada)
+    at_grace = show_widget(grace)
+    say(
+        widget,
+        "Trying it now, with warmup:\n\n```python\nschedule = cosine(lr=3e-4, warmup=500)\n```",
+    )
+    lab.post(
+        topic,
+        "cell",
+        {
+            "source": "loss = train(schedule)\nplot(loss)",
+            "language": "python",
+            "execution_count": 7,
+            "notebook": "training.ipynb",
+            "outputs": [
+                {"output_type": "stream", "name": "stdout", "text": "epoch 50: loss 0.016\n"},
+                {
+                    "output_type": "display_data",
+                    "data": {"image/png": loss_curve_png(), "text/plain": "<Figure>"},
+                    "metadata": {},
+                },
+            ],
+        },
+        user="ada",
+    )
+    table = "| run | loss |\n| --- | ---: |\n| 41 | 0.021 |\n| 42 | 0.016 |\n\n"
+    said = table + "@ada nice, that is $\\Delta\\mathcal{L} \\approx -24\\%$ in 50 epcohs"
+    typo = lab.post(topic, "text", {"text": said}, "alan")
+    fixed = said.replace("epcohs", "epochs")
+    lab.post(topic, "edit", {"offset": typo, "text": fixed}, "alan")
+    expect(widget.locator(".jc-edited")).to_have_count(1)
+    expect(widget.locator(".jc-mention-me")).to_have_text("@ada")
+    expect(widget.locator(".jc-image")).to_have_count(1)
+    expect(widget.locator(".jc-count")).to_have_text("2 here")
+    ada.wait_for_function("() => document.querySelector('.jc-image').complete")
+    # The whole conversation in the picture, not only the feed's last 320 px.
+    widget.locator(".jc-feed").evaluate("el => { el.style.maxHeight = 'none'; }")
+
+    def grace_types() -> None:
+        grace.bring_to_front()
+        at_grace.locator(".jc-input").click()
+        at_grace.locator(".jc-input").press_sequentially("Merging")
+        ada.bring_to_front()
+        expect(widget.locator(".jc-typing")).to_have_text("Grace Hopper is typing")
+        ada.mouse.move(0, 0)
+
+    grace_types()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    widget.screenshot(path=str(SCREENSHOTS / "conversation-light.png"))
+    light = widget.evaluate("el => getComputedStyle(el).backgroundColor")
+
+    ada.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
+    ada.locator(".lm-Menu-itemLabel", has_text="Theme").first.hover()
+    ada.locator(".lm-Menu").get_by_text("JupyterLab Dark", exact=True).click()
+    expect(ada.locator("body")).to_have_attribute("data-jp-theme-light", "false")
+    expect(ada.locator("#jupyterlab-splash")).to_have_count(0)
+    lab.write_setting("apputils-extension", "themes", theme="JupyterLab Light")  # for later pages
+    assert widget.evaluate("el => getComputedStyle(el).backgroundColor") != light
+    at_grace.locator(".jc-input").fill("")
+    grace_types()
+    widget.scroll_into_view_if_needed()
+    widget.screenshot(path=str(SCREENSHOTS / "conversation-dark.png"))
