@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tornado.httpclient import HTTPRequest
+from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from jupyter_channels import Channel
@@ -459,6 +459,15 @@ async def test_a_leave_is_answered_ok_then_phx_close_and_the_native_ping_never_s
         {"status": "ok", "response": {}},
     ]
     assert await read_v2(conn) == ["3", "3", "accept:bye", "phx_close", {}]
+
+
+async def test_another_vsn_is_refused_at_the_handshake(endpoint, channels_ws):
+    request = HTTPRequest(f"{endpoint.url}/websocket?vsn=1.0.0&token={endpoint.token}")
+
+    with pytest.raises(HTTPClientError) as refused:
+        await websocket_connect(request)
+
+    assert refused.value.code == 400
 
 
 async def test_a_subscription_the_channel_ends_gets_phx_close_on_its_join_ref(
