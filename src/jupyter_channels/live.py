@@ -43,34 +43,63 @@ FINAL_WAIT = 3.0
 Send = Callable[[dict[str, Any], bool], object]
 
 
-def overwrite_lines(text: str) -> str:
-    """``text`` as a terminal shows it: a ``\\r`` returns to the start of the line and
-    what follows overwrites it. A trailing ``\\r`` stays, for the next write."""
-    if "\r" not in text:
-        return text
-    lines = text.replace("\r\n", "\n").split("\n")
-    for i, line in enumerate(lines):
-        if "\r" in line:
-            shown = ""
-            for part in line.split("\r"):
-                shown = part + shown[len(part) :]
-            lines[i] = shown + "\r" if line.endswith("\r") else shown
-    return "\n".join(lines)
+def overwrite_line(line: str) -> str:
+    """A line as a terminal shows it: a ``\\r`` returns to its start and what follows
+    overwrites it. A trailing ``\\r`` stays, for the next write to overwrite."""
+    if "\r" not in line:
+        return line
+    shown = ""
+    for part in line.split("\r"):
+        shown = part + shown[len(part) :]
+    return shown + "\r" if line.endswith("\r") else shown
 
 
 class _Stream:
-    __slots__ = ("chunks", "name", "size")
+    """The text of one stream output: its finished lines, and the line being written.
 
-    def __init__(self, name: str, text: str) -> None:
+    Finished lines never change again, so once they alone are over the size cap the
+    output can never be shared: their text is dropped, their size kept.
+    """
+
+    __slots__ = ("done", "done_size", "line", "line_size", "name", "returning")
+
+    def __init__(self, name: str) -> None:
         self.name = name
-        self.chunks = [text]
-        self.size = len(text)
+        self.done: list[str] = []
+        self.done_size = 0
+        #: The line being written, in pieces: no ``\\r`` in it but a trailing one.
+        self.line: list[str] = []
+        self.line_size = 0
+        #: Whether the line ends with ``\\r``: the next write overwrites it.
+        self.returning = False
+
+    @property
+    def size(self) -> int:
+        return self.done_size + self.line_size
+
+    def write(self, text: str) -> None:
+        if "\r" in text or self.returning:
+            *finished, last = "".join([*self.line, text]).split("\n")
+            lines = [overwrite_line(line).removesuffix("\r") + "\n" for line in finished]
+            last = overwrite_line(last)
+            self.returning = last.endswith("\r")
+        elif "\n" in text:
+            head, _, last = text.rpartition("\n")
+            lines = ["".join([*self.line, head, "\n"])]
+        else:  # the common case: more of the line
+            self.line.append(text)
+            self.line_size += len(text)
+            return
+        self.line, self.line_size = [last], len(last)
+        self.done += lines
+        self.done_size += sum(len(line) for line in lines)
+        if self.done_size > sharing.MAX_CELL_BYTES:
+            self.done = []
 
     def output(self) -> dict[str, Any]:
-        text = overwrite_lines("".join(self.chunks))
-        self.chunks = [text]
-        self.size = len(text)
-        return sharing.stream(self.name, text.removesuffix("\r"))
+        done = "".join(self.done)
+        self.done = [done]
+        return sharing.stream(self.name, done + "".join(self.line).removesuffix("\r"))
 
 
 class _Output:
@@ -95,21 +124,28 @@ class LiveOutputs:
         self._lock = threading.Lock()
         self._records: list[_Stream | _Output] = []
         self._clear_next = False
-        #: Called (outside the lock) after each change.
-        self.changed: Callable[[], None] = lambda: None
+        #: Set at each change; whoever reads the outputs clears it first.
+        self.changed = threading.Event()
+
+    def _changed(self) -> None:
+        # Reading the flag is much cheaper than setting it, and a tight loop of prints
+        # finds it set nearly always. No change is lost: a reader clears it, then reads.
+        if not self.changed.is_set():
+            self.changed.set()
 
     def stream(self, name: str, text: str) -> None:
         if not text:
             return
         with self._lock:
-            self._take_pending_clear()
+            if self._clear_next:
+                self._take_pending_clear()
             last = self._records[-1] if self._records else None
-            if isinstance(last, _Stream) and last.name == name:
-                last.chunks.append(text)
-                last.size += len(text)
-            else:
-                self._records.append(_Stream(name, text))
-        self.changed()
+            if not isinstance(last, _Stream) or last.name != name:
+                last = _Stream(name)
+                self._records.append(last)
+            last.write(text)
+        if not self.changed.is_set():
+            self.changed.set()
 
     def display(self, data: Mapping[str, Any], display_id: str | None, update: bool) -> None:
         """A ``display_data`` (``update``: the new data of the displays with ``display_id``)."""
@@ -128,7 +164,7 @@ class LiveOutputs:
             else:
                 self._take_pending_clear()
                 self._records.append(_Output(output, display_id))
-        self.changed()
+        self._changed()
 
     def clear(self, wait: bool) -> None:
         """``clear_output``: now, or (``wait``) when the next output comes."""
@@ -138,14 +174,14 @@ class LiveOutputs:
             else:
                 self._records = []
                 self._clear_next = False
-        self.changed()
+        self._changed()
 
     def add(self, output: dict[str, Any] | None) -> None:
         """An output the cell ends with: its result, or its error."""
         with self._lock:
             self._take_pending_clear()
             self._records.append(_Output(output))
-        self.changed()
+        self._changed()
 
     def _take_pending_clear(self) -> None:
         if self._clear_next:
@@ -196,10 +232,9 @@ class LiveSender:
         #: The running updates sent and acked.
         self.updates = 0
         self._status: str | None = None
-        self._wake = threading.Event()
+        self._wake = outputs.changed
         self._finishing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="jupyter-channels-live", daemon=True)
-        outputs.changed = self._wake.set
 
     def start(self) -> None:
         self._wake.set()

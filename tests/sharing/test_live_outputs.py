@@ -6,14 +6,17 @@ from __future__ import annotations
 import base64
 
 from jupyter_channels import sharing
-from jupyter_channels.live import LiveOutputs, overwrite_lines
+from jupyter_channels.live import LiveOutputs, overwrite_line
 
 
 def test_a_carriage_return_overwrites_its_line_as_a_terminal_does():
-    assert overwrite_lines("10%\r20%\r30%\ndone\n") == "30%\ndone\n"
-    assert overwrite_lines("abc\rde") == "dec"
-    assert overwrite_lines("a\r\nb") == "a\nb"
-    assert overwrite_lines("50%\r") == "50%\r"  # the next write overwrites it
+    assert overwrite_line("abc\rde") == "dec"
+    assert overwrite_line("10%\r20%\r30%") == "30%"
+    assert overwrite_line("50%\r") == "50%\r"  # the next write overwrites it
+    outputs = LiveOutputs()
+    for text in ("10%\r", "20%\r", "30%", "\r\n", "done\n", "a\r", "\n"):
+        outputs.stream("stdout", text)
+    assert outputs.snapshot()[0] == [sharing.stream("stdout", "30%\ndone\na\n")]
 
 
 def test_stream_text_of_one_name_is_one_output_until_another_comes():
@@ -68,12 +71,26 @@ def test_update_display_replaces_the_displays_with_its_id_and_nothing_else():
 
 def test_outputs_whose_text_alone_is_over_the_cap_are_not_built():
     outputs = LiveOutputs()
-    outputs.stream("stdout", "x" * (sharing.MAX_CELL_BYTES + 1))
+    outputs.stream("stdout", "x" * sharing.MAX_CELL_BYTES + "\n")
 
     shown, size = outputs.snapshot()
 
     assert shown is None
     assert size == sharing.MAX_CELL_BYTES + 1
+    outputs.clear(wait=False)
+    outputs.stream("stdout", "small\n")
+    assert outputs.snapshot() == ([sharing.stream("stdout", "small\n")], 6)
+
+
+def test_a_progress_line_redrawn_many_times_stays_one_short_line():
+    outputs = LiveOutputs()
+    for i in range(sharing.MAX_CELL_BYTES // 10):
+        outputs.stream("stderr", f"\r{i:9d}")
+
+    shown, size = outputs.snapshot()
+
+    assert shown == [sharing.stream("stderr", f"{sharing.MAX_CELL_BYTES // 10 - 1:9d}")]
+    assert size == 9
 
 
 def test_shared_data_keeps_the_rich_types_and_checks_images():
