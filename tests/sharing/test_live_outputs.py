@@ -84,13 +84,14 @@ def test_outputs_whose_text_alone_is_over_the_cap_are_not_built():
 
 def test_a_progress_line_redrawn_many_times_stays_one_short_line():
     outputs = LiveOutputs()
-    for i in range(sharing.MAX_CELL_BYTES // 10):
-        outputs.stream("stderr", f"\r{i:9d}")
+    bar = "#" * 1000
+    for i in range(2000):  # 2 MB written in all
+        outputs.stream("stderr", f"\r{bar} {i:4d}")
 
     shown, size = outputs.snapshot()
 
-    assert shown == [sharing.stream("stderr", f"{sharing.MAX_CELL_BYTES // 10 - 1:9d}")]
-    assert size == 9
+    assert shown == [sharing.stream("stderr", f"{bar} 1999")]
+    assert size == 1005
 
 
 def test_shared_data_keeps_the_rich_types_and_checks_images():
@@ -128,3 +129,47 @@ def test_a_cell_over_the_cap_is_shared_without_its_outputs_and_says_why():
     assert payload["outputs_note"] == f"outputs too large, not shared ({size} bytes)"
     small = sharing.cell_payload("print(s)", outputs=[sharing.stream("stdout", "é")])
     assert "outputs_note" not in small
+
+
+def test_a_failing_send_costs_updates_never_the_final_attempt():
+    from jupyter_channels.client.errors import ChannelError
+    from jupyter_channels.live import LiveSender
+
+    sent: list[tuple[str, bool]] = []
+
+    def send(payload, ephemeral):
+        sent.append((payload["status"], ephemeral))
+        if ephemeral:
+            raise ChannelError("rate_limited", "slow down")
+
+    outputs = LiveOutputs()
+    sender = LiveSender(send, outputs, "print(1)")
+    sender.start()
+    outputs.stream("stdout", "1\n")
+
+    assert sender.finish("ok", wait=30)
+
+    assert sent[0] == ("running", True)
+    assert sent[-1] == ("ok", False)
+    assert sender.failure == "ChannelError: rate_limited: slow down"
+    assert sender.updates == 0
+
+
+def test_every_frame_of_a_run_has_its_id_and_the_final_one_every_output():
+    from jupyter_channels.live import LiveSender
+
+    payloads: list[dict] = []
+    outputs = LiveOutputs()
+    sender = LiveSender(lambda payload, ephemeral: payloads.append(payload), outputs, "x")
+    sender.start()
+    for i in range(100):
+        outputs.stream("stdout", f"{i}\n")
+
+    assert sender.finish("ok", wait=30)
+
+    assert {p["id"] for p in payloads} == {sender.id}
+    assert [p["status"] for p in payloads][-1] == "ok"
+    assert {p["status"] for p in payloads[:-1]} == {"running"}
+    assert payloads[-1]["outputs"] == [
+        sharing.stream("stdout", "".join(f"{i}\n" for i in range(100)))
+    ]
