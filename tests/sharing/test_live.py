@@ -320,3 +320,24 @@ def test_share_live_needs_a_cell_and_one_topic(kernel):
         content, outputs = kernel.run(line)
         assert content["status"] == "ok"
         assert any("usage: %%share [--live] TOPIC" in o.get("text", "") for o in outputs)
+
+
+def test_an_interrupted_live_cell_ends_with_keyboard_interrupt(kernel, watcher):
+    frames = Frames(watcher.join("class:interrupt"))
+    msg_id = kernel.kc.execute(
+        "%%share --live class:interrupt\nimport time\nprint('started', flush=True)\ntime.sleep(120)"
+    )
+    wait_until(lambda: any(m.payload["outputs"] for m in frames.running))
+
+    kernel.km.interrupt_kernel()
+
+    reply = kernel.kc.get_shell_msg(timeout=60)
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = kernel.kc.get_shell_msg(timeout=60)
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    final = frames.wait_final()
+    assert final.payload["status"] == "error"
+    stream, error = final.payload["outputs"]
+    assert stream["text"] == "started\n"
+    assert error["ename"] == "KeyboardInterrupt"
