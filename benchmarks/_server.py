@@ -31,6 +31,9 @@ class Server:
         self.token = "bench-" + os.urandom(6).hex()
         self.root = Path(tempfile.mkdtemp(prefix="channels-bench-"))
         self.proc: subprocess.Popen[bytes] | None = None
+        #: Put first on the server's PYTHONPATH: the package of another revision
+        #: (``_revision.py``), for a before / after in one run.
+        self.pythonpath: str | None = None
 
     @property
     def http_url(self) -> str:
@@ -51,9 +54,13 @@ class Server:
             *(f"--ChannelsApp.{k}={v}" for k, v in self.traits.items()),
         ]
         env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.root / "runtime")}
+        if self.pythonpath is not None:
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (self.pythonpath, os.environ.get("PYTHONPATH")) if p
+            )
         log = (self.root / "server.log").open("ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded machine, tracemalloc on
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError((self.root / "server.log").read_text()[-2000:])

@@ -1,11 +1,12 @@
 """Where an idle joined connection's memory goes, measured with tracemalloc.
 
-    python benchmarks/idle_memory.py --connections 2000
+    python benchmarks/idle_memory.py --connections 2000 [--target service|extension]
 
-Starts ``jupyter channels serve`` under tracemalloc, takes a snapshot, opens N idle
-connections that each join one topic (presence off, as the fanout benchmark's), takes
-another, and prints the difference per connection: in total, by source file (Tornado,
-asyncio, this package, ...) and by the lines that allocated most. Also the RSS growth
+Starts ``jupyter channels serve`` (or ``jupyter server`` with the extension) under
+tracemalloc, takes a snapshot, opens N idle connections that each join one topic
+(presence off, as the fanout benchmark's), takes another, and prints the difference
+per connection: in total, by source file (Tornado, asyncio, this package, ...) and by
+the lines that allocated most. Also the RSS growth
 per connection, as the fanout benchmark measures it (tracemalloc itself costs memory,
 so this RSS is above the one without it).
 """
@@ -27,35 +28,49 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _server import Service
+from _server import Server, Service
 from wsload import WS, connect
 
 TOPIC = "bench:idle"
 
-#: Run inside the server process: snapshots on SIGUSR1, into SNAPSHOTS_PREFIX<n>.
-WRAPPER = """
+#: Run inside the server process: snapshots on SIGUSR2, into SNAPSHOTS_PREFIX<n>.
+TRACE = """
 import os, signal, sys, tracemalloc
 tracemalloc.start(int(os.environ["TRACE_DEPTH"]))
 count = [0]
 def dump(signum, frame):
     count[0] += 1
     tracemalloc.take_snapshot().dump(os.environ["SNAPSHOTS_PREFIX"] + str(count[0]))
-signal.signal(signal.SIGUSR1, dump)
-from jupyter_channels.cli import main
-sys.exit(main(sys.argv[1:]))
+signal.signal(signal.SIGUSR2, dump)
 """
+
+#: Then the server itself, with the command line's arguments.
+MAIN = {
+    "service": "from jupyter_channels.cli import main\nsys.exit(main(sys.argv[1:]))\n",
+    "extension": "from jupyter_server.serverapp import main\nsys.exit(main())\n",
+}
 
 
 class TracedService(Service):
     def command(self) -> list[str]:
         command = super().command()
         # [python, -m, jupyter_channels.cli, serve, ...] -> [python, -c, WRAPPER, serve, ...]
-        return [command[0], "-c", WRAPPER, *command[3:]]
+        return [command[0], "-c", TRACE + MAIN["service"], *command[3:]]
 
 
-def snapshot(server: TracedService, n: int) -> tracemalloc.Snapshot:
+class TracedExtension(Server):
+    def command(self) -> list[str]:
+        command = super().command()
+        # [python, -m, jupyter_server, ...] -> [python, -c, WRAPPER, ...]
+        return [command[0], "-c", TRACE + MAIN["extension"], *command[3:]]
+
+
+TRACED: dict[str, type[Server]] = {"service": TracedService, "extension": TracedExtension}
+
+
+def snapshot(server: Server, n: int) -> tracemalloc.Snapshot:
     path = server.root / f"snapshot{n}"
-    server.proc.send_signal(signal.SIGUSR1)  # type: ignore[union-attr]
+    server.proc.send_signal(signal.SIGUSR2)  # type: ignore[union-attr]
     deadline = time.monotonic() + 120
     last = -1
     while time.monotonic() < deadline:  # written once its size stops changing
@@ -107,11 +122,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--depth", type=int, default=1)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--target", choices=sorted(TRACED), default="service")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    traits: dict[str, Any] = {"max_connections_per_user": args.connections + 10}
-    server = TracedService(**traits)
+    # Every join admitted at once: these joins do not come back after retry_after.
+    traits: dict[str, Any] = {"max_connections_per_user": args.connections + 10, "join_rate": 0}
+    server = TRACED[args.target](**traits)
     os.environ["TRACE_DEPTH"] = str(args.depth)
     os.environ["SNAPSHOTS_PREFIX"] = str(server.root / "snapshot")
     n = args.connections
@@ -131,7 +148,7 @@ def main() -> None:
             stats = after.compare_to(before, "lineno")
             total = sum(s.size_diff for s in stats)
             print(
-                f"idle memory: {n} joined connections to the service (presence off); "
+                f"idle memory: {n} joined connections to the {args.target} (presence off); "
                 f"traced {total / n / 1024:.1f} KB/connection, RSS "
                 f"{(rss_after - rss_before) / n:.1f} KB/connection (with tracemalloc on)"
             )

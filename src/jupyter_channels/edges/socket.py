@@ -16,8 +16,8 @@ from collections.abc import Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from tornado import web, websocket
-from tornado.iostream import StreamClosedError
+from tornado import httputil, web, websocket
+from tornado.iostream import IOStream, StreamClosedError
 
 from ..connection import Client, TransportClosed
 from ..constants import OVERSIZE_CLOSE_FACTOR, Kind
@@ -91,11 +91,17 @@ class _Connection:
     instance dict shares its keys with the other handlers' up to 29 of them, and one
     more attribute turns it into a dict of its own (about 1.3 KB per connection)."""
 
-    __slots__ = ("can_write", "client")
+    __slots__ = ("can_write", "client", "upgraded")
 
     def __init__(self, can_write: bool) -> None:
         self.can_write = can_write
         self.client: Client | None = None
+        #: The handshake is over: the handler's HTTP methods refuse (:func:`_http_only`).
+        self.upgraded = False
+
+
+#: The headers of every handler once upgraded (request and response): one empty set, shared.
+_NO_HEADERS = httputil.HTTPHeaders()
 
 
 class SocketEdge:
@@ -117,6 +123,12 @@ class SocketEdge:
 
         async def authorize(self, action: str) -> bool:
             """Whether the request may ``read`` or ``write`` channels (the host's rules)."""
+
+    @property
+    def ping_interval(self) -> float:
+        # The hub pings every connection (heartbeat_interval, idle_timeout): no ping task
+        # per connection (Jupyter's setting is in ms, which Tornado would read as seconds).
+        return 0
 
     @property
     def max_message_size(self) -> int:
@@ -156,6 +168,30 @@ class SocketEdge:
             client_type=phoenix.PhoenixClient if self._vsn() == phoenix.VSN else Client,
         )
         log.debug("%r connected", self.client)
+        self._drop_handshake()
+
+    def _detach_stream(self) -> IOStream:
+        # Tornado's sets seven methods that refuse on the instance: seven more keys, past
+        # the 30 an instance dict shares with the class's others, and a dict of its own
+        # (1.3 KB) for every connection. The class's methods refuse instead (_http_only).
+        connection = self._connection
+        if connection is None:
+            connection = self._connection = _Connection(False)
+        connection.upgraded = True
+        return cast(web.RequestHandler, self).detach()
+
+    def _drop_handshake(self) -> None:
+        """Let go of what only the handshake needed: the request's headers and cookies,
+        the response's headers and the cookie a host set on it. The request line, the
+        peer's address and the query arguments stay (the log, the edges)."""
+        handler = cast(web.RequestHandler, self)
+        request = handler.request
+        # Cleared in place: Tornado's handshake coroutine holds them to the end, too.
+        request.headers.clear()
+        request.headers = _NO_HEADERS
+        request.__dict__.pop("_cookies", None)
+        handler._headers = _NO_HEADERS
+        handler.__dict__.pop("_new_cookie", None)
 
     async def on_message(self, message: str | bytes) -> None:
         client = self.client
@@ -180,3 +216,24 @@ class SocketEdge:
                 "%r disconnected (%s %s)", self.client, handler.close_code, handler.close_reason
             )
             self.client.lost()
+
+
+def _http_only(name: str) -> Callable[..., Any]:
+    """``RequestHandler.<name>``, refused once the handshake is over (as Tornado does)."""
+
+    def method(self: SocketEdge, *args: Any, **kwargs: Any) -> Any:
+        connection = self._connection
+        if connection is not None and connection.upgraded:
+            raise RuntimeError("Method not supported for Web Sockets")
+        return getattr(super(SocketEdge, self), name)(*args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+# Tornado's seven, and the two that would change the shared empty headers.
+for _name in (
+    "write", "redirect", "set_header", "set_cookie", "set_status", "flush", "finish",
+    "add_header", "clear_header",
+):  # fmt: skip
+    setattr(SocketEdge, _name, _http_only(_name))
