@@ -328,12 +328,14 @@ class PhoenixClient(Client):
         self.meta_topics: set[str] = set()
 
     def send(self, frame: WsFrame) -> None:
-        if frame.chunks[0] == _PING_CHUNK:
-            return  # Phoenix clients could not decode it; they send heartbeats instead
+        if self.closed or frame.chunks[0] == _PING_CHUNK:
+            return  # the ping text: Phoenix clients could not decode it (they send heartbeats)
         for out in self._translate(frame_cache.get(frame)):
             super().send(out)
 
     def send_text(self, text: str) -> None:
+        if self.closed:
+            return
         for out in self._translate(Native(None, json.loads(text))):
             super().send(out)
 
