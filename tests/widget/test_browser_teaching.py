@@ -400,6 +400,33 @@ def test_following_the_teacher_adds_their_shared_cells_unrun_and_tagged(
     assert [c["source"] for c in saved_cells(lab, grace, path, 4)[1:]] == FOLLOWED
 
 
+def test_following_works_in_notebook_7(lab: Lab, open_notebook: OpenNotebook) -> None:
+    topic = "teach:follow-nb7"
+    ada = teacher(
+        open_notebook,
+        f"%%share {topic}\nfirst = 1",
+        f"%%share --live {topic}\n{FOLLOWED[2]}",
+        name="teacher7.ipynb",
+    )
+    grace = open_notebook(widget_cell(topic), user="grace", app="notebook")
+    at_grace = show_widget(grace)
+
+    run_to_end(ada, 1)
+    follow = at_grace.locator(".jc-cell").first.locator(".jc-follow")
+    expect(follow).to_have_text("Follow teacher7.ipynb")
+    grace.bring_to_front()
+    follow.click()
+    expect(follow).to_have_attribute("aria-pressed", "true")
+    run_to_end(ada, 2)
+    cells = grace.locator(".jp-Notebook .jp-Cell")
+    expect(cells).to_have_count(2)
+    expect(cells.nth(1).locator(".jp-InputArea-editor .cm-line")).to_have_text(
+        FOLLOWED[2].split("\n")
+    )
+    expect(cells.nth(1).locator(".jp-InputPrompt")).to_have_text("[ ]:")
+    expect(cells.nth(1).locator(".jp-OutputArea-output")).to_have_count(0)
+
+
 # -- how fast it draws ------------------------------------------------------------------------
 
 FAST_CELL = """\
