@@ -341,3 +341,18 @@ def test_an_interrupted_live_cell_ends_with_keyboard_interrupt(kernel, watcher):
     stream, error = final.payload["outputs"]
     assert stream["text"] == "started\n"
     assert error["ename"] == "KeyboardInterrupt"
+
+
+def test_a_live_cell_that_does_not_parse_ends_with_its_syntax_error(kernel, watcher):
+    frames = Frames(watcher.join("class:syntax"))
+
+    content, outputs = kernel.run("%%share --live class:syntax\nprint('never'\n")
+
+    assert content["status"] == "error"
+    assert content["ename"] == "SyntaxError"
+    assert len([o for o in outputs if o["type"] == "error"]) == 1
+    final = frames.wait_final()
+    assert final.payload["status"] == "error"
+    (error,) = final.payload["outputs"]
+    assert error["ename"] == "SyntaxError"
+    assert "print('never'" in "\n".join(error["traceback"])
