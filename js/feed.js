@@ -56,6 +56,9 @@ const STICK_PX = 24;
 /** How long the "Mute" control of a message mutes its author. */
 const MUTE_SECONDS = 600;
 
+const INSERT_TITLE = "Insert the code as a new cell at the end of the notebook (not run)";
+const NOTIFY_TITLE = "Show a browser notification when someone mentions you while this page is hidden";
+
 /** The state line's words for the socket's states, and the topic's while it is not joined. */
 const STATE_LABELS = {
   connecting: "connecting",
@@ -150,8 +153,7 @@ function decorateCode(body, room) {
     copy.addEventListener("click", () => copyText(source, /** @type {HTMLElement} */ (code), copy));
     bar.append(copy);
     if (notebook) {
-      const insert = button("Insert as cell", "jc-insert", "Insert the code as a new cell at the end of the notebook (not run)");
-      insert.textContent = "Insert as cell";
+      const insert = button("Insert as cell", "jc-insert", INSERT_TITLE);
       insert.addEventListener("click", () => {
         try {
           notebook.insertCell(source);
@@ -335,7 +337,7 @@ export function mount(room, el) {
   unreadBadge.setAttribute("role", "status");
   unreadBadge.hidden = true;
   const tools = h("span", "jc-tools");
-  const notify = button("Notify me", "jc-notify", "Show a browser notification when someone mentions you while this page is hidden");
+  const notify = button("Notify me", "jc-notify", NOTIFY_TITLE);
   tools.append(notify);
   for (const tool of headerTools) {
     const control = tool(room);

@@ -1,0 +1,95 @@
+// The Room's conversation state: who this page is, typing of others (never its own),
+// edits and deletes reaching its views, mentions of the viewer.
+// node --test js/tests/
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+
+import { Room } from "../widget.js";
+
+/** A widget model with a topic and nothing else. */
+function model() {
+  const get = (/** @type {string} */ key) => (key === "topic" ? "t" : undefined);
+  return /** @type {any} */ ({ get, on() {}, off() {} });
+}
+
+/**
+ * @param {number | null} offset
+ * @param {string} subject
+ * @param {unknown} payload
+ * @param {string} [user]
+ * @returns {any}
+ */
+function frame(offset, subject, payload, user = "alice") {
+  const from = { id: `conn-${user}`, user, name: user, kind: "browser" };
+  /** @type {any} */
+  const message = { topic: "t", subject, payload, offset, ts: Date.now(), from };
+  if (offset === null) message.ephemeral = true;
+  return message;
+}
+
+/** A view that records what it was told. */
+function recorder() {
+  /** @type {string[]} */
+  const log = [];
+  const view = {
+    log,
+    reset: () => log.push("reset"),
+    append: (/** @type {any} */ item, /** @type {boolean} */ live) => log.push(`append ${item.key} ${live}`),
+    change: (/** @type {any} */ item) => log.push(`change ${item.key} ${item.text}`),
+    prepend: (/** @type {any[]} */ items) => log.push(`prepend ${items.map((i) => i.key)}`),
+    remove: (/** @type {any[]} */ items) => log.push(`remove ${items.map((i) => i.key)}`),
+    update: () => {},
+  };
+  return view;
+}
+
+describe("Room", () => {
+  test("shows others typing, never itself, and forgets them when their message comes", () => {
+    const room = new Room(model());
+    room.me = { user: "alice", id: "conn-alice" };
+    room._append(frame(null, "typing", {}, "alice"), true);
+    assert.deepEqual(room.typists.names(Date.now()), []);
+    room._append(frame(null, "typing", {}, "bob"), true);
+    assert.deepEqual(room.typists.names(Date.now()), ["bob"]);
+    room._append(frame(1, "text", { text: "hi" }, "bob"), true);
+    assert.deepEqual(room.typists.names(Date.now()), []);
+    assert.equal(room.conversation.items.length, 1);
+    room.dispose();
+  });
+
+  test("learns who it is from the echo of a message it sent, before or after the reply", () => {
+    const room = new Room(model());
+    room._learn({ offset: 4 });
+    room._append(frame(4, "text", { text: "mine" }, "alice"), true);
+    assert.deepEqual(room.me, { user: "alice", id: "conn-alice" });
+    const other = new Room(model());
+    other._append(frame(7, "text", { text: "mine" }, "carol"), true);
+    other._learn({ offset: 7 });
+    assert.deepEqual(other.me, { user: "carol", id: "conn-carol" });
+    assert.ok(other.isMine(frame(8, "text", { text: "x" }, "carol")));
+    assert.ok(!other.isMine(frame(9, "text", { text: "x" }, "dave")));
+    room.dispose();
+    other.dispose();
+  });
+
+  test("edits and deletes change items in the views; they are no items", () => {
+    const room = new Room(model());
+    const view = recorder();
+    room.views.add(/** @type {any} */ (view));
+    room._append(frame(1, "text", { text: "helo" }), false);
+    room._append(frame(2, "edit", { offset: 1, text: "hello" }), true);
+    room._append(frame(3, "delete", { offset: 1 }, "mod"), true);
+    assert.deepEqual(view.log, ["append 1 false", "change 1 hello", "change 1 null"]);
+    room.dispose();
+  });
+
+  test("a mention of the viewer is one, also after an edit adds it", () => {
+    const room = new Room(model());
+    room.me = { user: "alice", id: null };
+    assert.ok(room.mentionsMe(frame(1, "text", { text: "hey @alice" }, "bob")));
+    assert.ok(!room.mentionsMe(frame(1, "text", { text: "hey @alicia" }, "bob")));
+    assert.ok(room.mentionsMe(frame(1, "text", { text: "hey" }, "bob"), "hey @alice"));
+    room.dispose();
+  });
+});
