@@ -6,7 +6,7 @@ while it runs (``%%share --live TOPIC``).
   a progress bar is one line), ``update_display`` replaces the data of the displays
   with its ``display_id``, ``clear_output(wait=True)`` clears at the next output.
   No I/O; the kernel's thread writes, the sender's thread reads.
-- :func:`capture` tees ``sys.stdout``, ``sys.stderr`` and IPython's display publisher
+- ``capture.py`` tees ``sys.stdout``, ``sys.stderr`` and IPython's display publisher
   into it: the notebook still shows everything as usual.
 - :class:`LiveSender` sends the state from its own thread: at once when the cell starts,
   then at most once per ``interval`` (0.1 s) while it changes, as ephemeral frames
@@ -22,11 +22,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any, TextIO
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from . import sharing
+from .capture import ResultHook, capture, held_tracebacks
 
 log = logging.getLogger(__name__)
 
@@ -290,98 +290,6 @@ class LiveSender:
         return True
 
 
-class _Tee:
-    """A ``sys.stdout`` / ``sys.stderr`` that writes through and also into ``outputs``."""
-
-    def __init__(self, stream: TextIO, name: str, outputs: LiveOutputs) -> None:
-        self._stream = stream
-        self._name = name
-        self._outputs = outputs
-
-    def write(self, text: str) -> int:
-        written = self._stream.write(text)
-        if isinstance(text, str):
-            self._outputs.stream(self._name, text)
-        return written
-
-    def writelines(self, lines: Any) -> None:
-        for line in lines:
-            self.write(line)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-@contextmanager
-def capture(shell: Any, outputs: LiveOutputs) -> Iterator[None]:
-    """Tee the cell's streams and displays into ``outputs`` while they show as usual."""
-    stdout, stderr = sys.stdout, sys.stderr
-    out, err = _Tee(stdout, "stdout", outputs), _Tee(stderr, "stderr", outputs)
-    pub = shell.display_pub
-    own = {name: pub.__dict__.get(name) for name in ("publish", "clear_output")}
-    publish, clear_output = pub.publish, pub.clear_output
-
-    def teed_publish(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
-        shown = publish(data, metadata, *args, **kwargs)
-        try:
-            transient = kwargs.get("transient") or {}
-            display_id = transient.get("display_id") if isinstance(transient, dict) else None
-            outputs.display(data, display_id, bool(kwargs.get("update")))
-        except Exception:  # a display the capture cannot read still shows
-            log.debug("live cell: display not captured", exc_info=True)
-        return shown
-
-    def teed_clear_output(wait: bool = False) -> Any:
-        cleared = clear_output(wait)
-        outputs.clear(bool(wait))
-        return cleared
-
-    sys.stdout = out
-    sys.stderr = err
-    pub.publish, pub.clear_output = teed_publish, teed_clear_output
-    try:
-        yield
-    finally:
-        if sys.stdout is out:
-            sys.stdout = stdout
-        if sys.stderr is err:
-            sys.stderr = stderr
-        for name, method in own.items():
-            if method is None:
-                pub.__dict__.pop(name, None)
-            else:
-                setattr(pub, name, method)
-
-
-class _Result:
-    """``sys.displayhook`` while the cell runs: keeps its result for the magic to return."""
-
-    value: Any = None
-
-    def __call__(self, value: Any = None) -> None:
-        if value is not None:
-            self.value = value
-
-
-@contextmanager
-def _held_tracebacks(shell: Any) -> Iterator[list[tuple[type, BaseException, list[str]]]]:
-    """Tracebacks the cell would show, held back (the magic shows them)."""
-    held: list[tuple[type, BaseException, list[str]]] = []
-    own = shell.__dict__.get("_showtraceback")
-
-    def hold(etype: type, value: BaseException, stb: list[str]) -> None:
-        held.append((etype, value, stb))
-
-    shell._showtraceback = hold
-    try:
-        yield held
-    finally:
-        if own is None:
-            shell.__dict__.pop("_showtraceback", None)
-        else:
-            shell._showtraceback = own
-
-
 def _warn(topic: str, text: str) -> None:
     print(f"live share to {topic}: {text}", file=sys.stderr)
 
@@ -421,9 +329,9 @@ def run_live(
         _warn(topic, f"not shared ({type(e).__name__}: {e})")
     else:
         sender.start()
-    result = _Result()
+    result = ResultHook()
     displayhook = sys.displayhook
-    with capture(shell, outputs), _held_tracebacks(shell) as held:
+    with capture(shell, outputs), held_tracebacks(shell) as held:
         sys.displayhook = result
         try:
             ran = shell.run_cell(cell, store_history=False)
