@@ -41,8 +41,10 @@ for (const [name, language] of Object.entries({
 
 /** What a mention looks like; the name is the captured group. */
 export const MENTION_RE = /@([A-Za-z0-9_.-]+)/g;
-/** Characters that may not come just before a mention (so "ada@example.org" is not one). */
-const WORD_BEFORE = /[A-Za-z0-9_.-]$/;
+/** A character that may not come just before a mention (so "ada@example.org" is not one). */
+const NAME_CHAR = /[A-Za-z0-9_.-]/;
+/** Formulas rendered in one text; later ones are shown as their source. */
+export const MAX_FORMULAS = 200;
 /** A fence's language, as written after the backticks (its first word). */
 const LANG_RE = /^[\w+#.-]+$/;
 
@@ -83,6 +85,22 @@ function renderMath(tex, displayMode) {
 }
 
 /**
+ * A math token as MathML, or as its source once a text has had MAX_FORMULAS of them (each
+ * costs a KaTeX run and some hundred nodes to sanitize).
+ * @param {Token} token
+ * @param {boolean} displayMode
+ * @param {any} env
+ * @returns {string}
+ */
+function formula(token, displayMode, env) {
+  env.jcFormulas = (env.jcFormulas ?? 0) + 1;
+  if (env.jcFormulas > MAX_FORMULAS) {
+    return `<code class="jc-math-source">${escapeHtml(token.markup + token.content + token.markup)}</code>`;
+  }
+  return renderMath(token.content, displayMode);
+}
+
+/**
  * @param {string} text
  * @returns {string}
  */
@@ -97,7 +115,8 @@ function escapeHtml(text) {
 
 /**
  * Inline math: `$x$` (no space just inside the dollars, no digit just after the closing one,
- * so "$5 and $10" stays text) and `$$x$$` on one line (display).
+ * no other dollar between them but an escaped one, so "$5 and $10" and "$5 for $x$" keep
+ * their prices as text) and `$$x$$` on one line (display).
  * @param {StateInline} state
  * @param {boolean} silent
  * @returns {boolean}
@@ -111,18 +130,22 @@ function mathInline(state, silent) {
   if (start >= posMax) return false;
   if (!display && /\s/.test(src[start])) return false;
   const delimiter = display ? "$$" : "$";
+  // Whether a dollar closes does not depend on where the formula opened: once a search
+  // found no closer up to the end, later openers of this text need not search again
+  // (else "$a $a $a ..." would take quadratic time).
+  const memo = closerMemo(state.env, src);
+  if (start >= memo[delimiter]) return false;
   let end = start;
   for (;;) {
     end = src.indexOf(delimiter, end);
+    if (end < 0) memo[delimiter] = Math.min(memo[delimiter], start);
     if (end < 0 || end >= posMax) return false;
     if (src[end - 1] === "\\") {
       end += 1;
       continue;
     }
-    if (!display && (/\s/.test(src[end - 1]) || /\d/.test(src[end + 1] ?? ""))) {
-      end += 1;
-      continue;
-    }
+    // A formula holds no bare dollar: the next one closes it, or the opener is text.
+    if (!display && (/\s/.test(src[end - 1]) || /\d/.test(src[end + 1] ?? ""))) return false;
     break;
   }
   if (end === start) return false;
@@ -133,6 +156,20 @@ function mathInline(state, silent) {
   }
   state.pos = end + open;
   return true;
+}
+
+/**
+ * For one text, the first position from which no closing "$" and no closing "$$" follow.
+ * @param {any} env markdown-it's environment of one render
+ * @param {string} src
+ * @returns {Record<string, number>}
+ */
+function closerMemo(env, src) {
+  if (env.jcCloserSrc !== src) {
+    env.jcCloserSrc = src;
+    env.jcCloser = { $: Infinity, $$: Infinity };
+  }
+  return env.jcCloser;
 }
 
 /**
@@ -159,9 +196,16 @@ function mathBlock(state, startLine, endLine, silent) {
     found = true;
   }
   if (silent) return true;
+  // As for inline math: a search that found no closing line before endLine need not be
+  // made again from a later line (else many "$$" lines would take quadratic time).
+  const memo = blockMemo(state.env, state.src);
+  if (!found && startLine >= (memo.get(endLine) ?? Infinity)) return false;
   for (; !found; ) {
     line += 1;
-    if (line >= endLine) break;
+    if (line >= endLine) {
+      memo.set(endLine, Math.min(memo.get(endLine) ?? Infinity, startLine));
+      break;
+    }
     pos = state.bMarks[line] + state.tShift[line];
     max = state.eMarks[line];
     if (pos < max && state.sCount[line] < state.blkIndent) break;
@@ -180,6 +224,21 @@ function mathBlock(state, startLine, endLine, silent) {
   token.markup = "$$";
   token.map = [startLine, state.line];
   return true;
+}
+
+/**
+ * For one document, by the last line of a block search, the first line from which no
+ * closing "$$" line follows.
+ * @param {any} env
+ * @param {string} src
+ * @returns {Map<number, number>}
+ */
+function blockMemo(env, src) {
+  if (env.jcBlockSrc !== src) {
+    env.jcBlockSrc = src;
+    env.jcBlock = new Map();
+  }
+  return env.jcBlock;
 }
 
 /**
@@ -248,7 +307,7 @@ function splitMentions(state, text) {
   let last = 0;
   for (const match of text.matchAll(MENTION_RE)) {
     const at = match.index ?? 0;
-    if (at > 0 && WORD_BEFORE.test(text.slice(0, at))) continue;
+    if (at > 0 && NAME_CHAR.test(text[at - 1])) continue;
     // A sentence's full stop is not part of the name.
     const name = match[1].replace(/\.+$/, "");
     if (!name) continue;
@@ -316,10 +375,10 @@ function createMarkdown() {
   md.core.ruler.push("jc_task_lists", taskLists);
   md.core.ruler.push("jc_mentions", mentions);
   md.core.ruler.push("jc_table_alignment", tableAlignment);
-  md.renderer.rules.math_inline = (tokens, i) => renderMath(tokens[i].content, false);
-  md.renderer.rules.math_display_inline = (tokens, i) => renderMath(tokens[i].content, true);
-  md.renderer.rules.math_block = (tokens, i) =>
-    `<div class="jc-math-display">${renderMath(tokens[i].content, true)}</div>\n`;
+  md.renderer.rules.math_inline = (tokens, i, _, env) => formula(tokens[i], false, env);
+  md.renderer.rules.math_display_inline = (tokens, i, _, env) => formula(tokens[i], true, env);
+  md.renderer.rules.math_block = (tokens, i, _, env) =>
+    `<div class="jc-math-display">${formula(tokens[i], true, env)}</div>\n`;
   md.renderer.rules.fence = (tokens, i) => {
     const token = tokens[i];
     const lang = token.info.trim().split(/\s+/)[0] ?? "";
@@ -339,7 +398,7 @@ let engine = null;
  */
 export function renderMarkdown(text) {
   engine ??= createMarkdown();
-  return sanitizeHtml(engine.render(String(text ?? "")));
+  return sanitizeHtml(engine.render(String(text ?? ""), {}));
 }
 
 /** Delimiters a `text/latex` output may wrap its formula in. */

@@ -7,7 +7,7 @@ import "./jsdom.js";
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { renderLatex, renderMarkdown } from "../markdown.js";
+import { MAX_FORMULAS, renderLatex, renderMarkdown } from "../markdown.js";
 import { CORPUS, assertInert } from "./inert.js";
 import { markup } from "./jsdom.js";
 
@@ -126,10 +126,34 @@ describe("renderMarkdown", () => {
   });
 
   test("leaves prices and escaped dollars as text", () => {
-    for (const text of ["it costs $5 and $10", "a \\$x\\$ b", "$ x $"]) {
+    for (const text of ["it costs $5 and $10", "a \\$x\\$ b", "$ x $", "$5 or $ 6"]) {
       const fragment = renderMarkdown(text);
       assert.equal(fragment.querySelector("math"), null, text);
     }
+  });
+
+  test(`renders the first ${MAX_FORMULAS} formulas of a text, and the rest as their source`, () => {
+    const fragment = renderMarkdown("$x$ ".repeat(MAX_FORMULAS + 2));
+    assert.equal(fragment.querySelectorAll("math").length, MAX_FORMULAS);
+    const sources = Array.from(fragment.querySelectorAll("code.jc-math-source"));
+    assert.deepEqual(sources.map((code) => code.textContent), ["$x$", "$x$"]);
+  });
+
+  test("finds each formula's closing dollar after openers that have none", () => {
+    const fragment = renderMarkdown("$a $b $c and $x$ then $$y$$ $$z\n\n$w$ and $$ v $$");
+    assert.deepEqual(
+      Array.from(fragment.querySelectorAll("annotation")).map((a) => a.textContent),
+      ["x", "y", "w", " v "],
+    );
+  });
+
+  test("keeps a price before a formula as text", () => {
+    const fragment = renderMarkdown("it costs $5, or $6 with $x^2$ and $\\$3$");
+    assert.deepEqual(
+      Array.from(fragment.querySelectorAll("annotation")).map((a) => a.textContent),
+      ["x^2", "\\$3"],
+    );
+    assert.match(fragment.textContent ?? "", /^it costs \$5, or \$6 with /);
   });
 
   test("keeps math out of code", () => {
