@@ -156,6 +156,14 @@ def test_mentions_unread_notifications_and_typing(lab: Lab, open_notebook: OpenN
     ada.evaluate(RECORD_NOTIFICATIONS)
     # Permission was granted before: nothing to ask.
     expect(at_ada.locator(".jc-notify")).to_be_hidden()
+    # Alan's page never asked on load (a headless browser would have denied it); his
+    # click on "Notify me" asks, and once allowed the control goes.
+    expect(at_alan.locator(".jc-notify")).to_be_visible()
+    assert alan.evaluate("Notification.permission") == "default"
+    alan.context.grant_permissions(["notifications"], origin=lab.url.rstrip("/"))
+    alan.bring_to_front()
+    at_alan.locator(".jc-notify").click()
+    expect(at_alan.locator(".jc-notify")).to_be_hidden()
 
     # Alan mentions Ada, picking her from the suggestions.
     alan.bring_to_front()
