@@ -34,7 +34,8 @@ class FakeClock:
 
 
 class FakeTransport:
-    """Records every write; each returns a future the test resolves when the bytes "left"."""
+    """Records every write; each stays queued (its bytes and a future) until the test
+    resolves the future: the bytes "left"."""
 
     def __init__(self, *, synchronous: bool = False) -> None:
         self.synchronous = synchronous
@@ -44,15 +45,16 @@ class FakeTransport:
         #: Once set, every write raises TransportClosed (the peer went away).
         self.broken = False
 
-    def write(self, chunks: list[bytes]) -> asyncio.Future[None] | None:
+    def write(self, chunks: list[bytes]) -> tuple[int, asyncio.Future[None]] | None:
         if self.broken:
             raise TransportClosed
-        self.writes.append(b"".join(bytes(chunk) for chunk in chunks))
+        data = b"".join(bytes(chunk) for chunk in chunks)
+        self.writes.append(data)
         if self.synchronous:
             return None
         future = asyncio.get_running_loop().create_future()
         self.pending.append(future)
-        return future
+        return len(data), future
 
     def close(self, code: int, reason: str) -> None:
         self.closes.append((code, reason))

@@ -26,11 +26,35 @@ class TransportClosed(Exception):
     """The transport can no longer write."""
 
 
+#: What a write left queued in the transport: ``(bytes, future resolved once written)``.
+Pending = tuple[int, "asyncio.Future[Any]"]
+
+#: Connections with frames queued in this loop turn, by loop: flushed in one callback.
+_to_flush: dict[asyncio.AbstractEventLoop, list[Client]] = {}
+
+
+def _flush_soon(client: Client) -> None:
+    """Flush ``client`` once the running loop turn ends: one callback for all of them
+    (a broadcast to N subscribers schedules one, not N)."""
+    loop = asyncio.get_running_loop()
+    batch = _to_flush.get(loop)
+    if batch is None:
+        batch = _to_flush[loop] = []
+        loop.call_soon(_flush_all, loop)
+    batch.append(client)
+
+
+def _flush_all(loop: asyncio.AbstractEventLoop) -> None:
+    for client in _to_flush.pop(loop, ()):
+        client._flush()
+
+
 class Transport(Protocol):
     """The I/O side of a connection."""
 
-    def write(self, chunks: list[bytes]) -> asyncio.Future[Any] | None:
-        """Write frame bytes, in order; the future resolves once they left the process.
+    def write(self, chunks: list[bytes]) -> Pending | None:
+        """Write frame bytes, in order: ``None`` when all of them left the process, else
+        the bytes still queued and a future resolved once they have left too.
 
         Raises :class:`TransportClosed` if the connection is gone.
         """
@@ -241,37 +265,45 @@ class Client:
             return
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            _flush_soon(self)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self.closed or not self._outbox:
+        outbox = self._outbox
+        if self.closed or not outbox:
             return
-        # Small chunks are joined into one write; large payloads go out as they are.
-        chunks: list[bytes] = []
-        run: list[bytes] = []
-        for chunk in self._outbox:
-            if len(chunk) < _COALESCE_BELOW:
-                run.append(chunk)
-                continue
+        if len(outbox) == 1:  # one frame (a broadcast to an idle subscriber): as it is
+            chunks = outbox
+            self._outbox = []
+        else:
+            # Small chunks are joined into one write; large payloads go out as they are.
+            chunks = []
+            run: list[bytes] = []
+            for chunk in outbox:
+                if len(chunk) < _COALESCE_BELOW:
+                    run.append(chunk)
+                    continue
+                if run:
+                    chunks.append(run[0] if len(run) == 1 else b"".join(run))
+                    run = []
+                chunks.append(chunk)
             if run:
                 chunks.append(run[0] if len(run) == 1 else b"".join(run))
-                run = []
-            chunks.append(chunk)
-        if run:
-            chunks.append(run[0] if len(run) == 1 else b"".join(run))
-        self._outbox.clear()
-        size = self._outbox_bytes
+            outbox.clear()
         self._outbox_bytes = 0
         try:
-            written = self._transport.write(chunks)
+            pending = self._transport.write(chunks)
         except TransportClosed:
             log.debug("write to %r failed: connection gone", self)
             self.lost()
             return
-        if written is not None and not written.done():
-            self._in_flight += size
-            written.add_done_callback(lambda fut: self._written(fut, size))
+        if pending is not None:
+            size, written = pending
+            if written.done():
+                self._written(written, 0)
+            else:
+                self._in_flight += size
+                written.add_done_callback(lambda fut: self._written(fut, size))
 
     def _written(self, fut: asyncio.Future[Any], size: int) -> None:
         self._in_flight -= size

@@ -7,7 +7,6 @@ A host's handler mixes :class:`SocketEdge` in front of Tornado's
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from tornado import httputil, web, websocket
 from tornado.iostream import IOStream, StreamClosedError
 
-from ..connection import Client, TransportClosed
+from ..connection import Client, Pending, TransportClosed
 from ..constants import OVERSIZE_CLOSE_FACTOR, Kind
 from . import phoenix
 
@@ -48,27 +47,44 @@ def socket_authenticated(method: F) -> F:
 
 
 class StreamTransport:
-    """Writes pre-framed bytes straight to the WebSocket's stream."""
+    """Writes pre-framed bytes straight to the WebSocket's socket.
+
+    While the stream has nothing queued, the bytes go to the socket at once, with no
+    future and no copy; what the socket does not take (a slow reader) is queued on
+    the stream, which writes it when the socket can take more.
+    """
 
     __slots__ = ("handler",)
 
     def __init__(self, handler: websocket.WebSocketHandler) -> None:
         self.handler = handler
 
-    def write(self, chunks: list[bytes]) -> asyncio.Future[Any] | None:
+    def write(self, chunks: list[bytes]) -> Pending | None:
         conn = self.handler.ws_connection
         if conn is None or conn.is_closing():
             raise TransportClosed
         stream = conn.stream
-        if stream is None:
+        if stream is None or stream.closed():
             raise TransportClosed
+        rest: list[bytes] = chunks
+        if type(stream) is IOStream and not stream.writing():  # not TLS, nothing queued
+            try:
+                sent = (
+                    stream.socket.sendmsg(chunks)
+                    if len(chunks) > 1
+                    else stream.socket.send(chunks[0])
+                )
+            except OSError:  # full (EAGAIN), or a failure the stream will meet and report
+                sent = 0
+            rest = _unsent(chunks, sent)
+            if not rest:
+                return None
         try:
-            written = None
-            for chunk in chunks:
+            for chunk in rest:
                 written = stream.write(chunk)
-            return cast("asyncio.Future[Any] | None", written)
         except StreamClosedError:
             raise TransportClosed from None
+        return sum(len(chunk) for chunk in rest), written
 
     def close(self, code: int, reason: str) -> None:
         conn = self.handler.ws_connection
@@ -84,6 +100,15 @@ class StreamTransport:
         # A closed socket is already being handled by on_close.
         with contextlib.suppress(websocket.WebSocketClosedError):
             self.handler.ping()
+
+
+def _unsent(chunks: list[bytes], sent: int) -> list[bytes]:
+    """What is left of ``chunks`` after the first ``sent`` bytes."""
+    for i, chunk in enumerate(chunks):
+        if sent < len(chunk):
+            return [memoryview(chunk)[sent:] if sent else chunk, *chunks[i + 1 :]]  # type: ignore[list-item]
+        sent -= len(chunk)
+    return []
 
 
 class _Connection:
