@@ -199,7 +199,8 @@ function enforce(node) {
     const name = attr.name.toLowerCase();
     const value = attr.value;
     if (name === "id") {
-      if (!value.startsWith(ID_PREFIX)) node.setAttribute("id", ID_PREFIX + value);
+      // Always, like the references below, so that "#x" still names id "x".
+      attr.value = ID_PREFIX + value;
     } else if (REF_ATTRS.includes(name)) {
       let keep = false;
       if (tag === "a") keep = isSafeLink(value);

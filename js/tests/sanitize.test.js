@@ -98,6 +98,8 @@ describe("sanitizeHtml", () => {
   test("prefixes ids so that received markup cannot shadow the page's names", () => {
     const fragment = sanitizeHtml('<div id="__pwned">x</div>');
     assert.equal(fragment.querySelector("div")?.id, "user-content-__pwned");
+    const svg = sanitizeSvg('<svg><path id="user-content-p"/><use href="#user-content-p"/></svg>');
+    assert.equal(svg.querySelector("use")?.getAttribute("href"), `#${svg.querySelector("path")?.id}`);
   });
 
   test("keeps only the read-only checkbox of a task list among inputs", () => {
