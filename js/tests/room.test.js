@@ -5,7 +5,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
+import { Socket } from "../client.js";
+import { Event, MAX_BACKOFF_MS } from "../constants.js";
 import { Room } from "../widget.js";
+import { FakeClock, FakeEnvironment, FakeWebSocket, settle } from "./fakes.js";
 
 /** A widget model with a topic and nothing else. */
 function model() {
@@ -91,5 +94,69 @@ describe("Room", () => {
     assert.ok(!room.mentionsMe(frame(1, "text", { text: "hey @alicia" }, "bob")));
     assert.ok(room.mentionsMe(frame(1, "text", { text: "hey" }, "bob"), "hey @alice"));
     room.dispose();
+  });
+});
+
+describe("Room after a reconnect", () => {
+  test("edits and deletes recovered with `since` change what is shown; earlier pages too", async () => {
+    FakeWebSocket.reset();
+    const clock = new FakeClock();
+    const socket = new Socket("ws://127.0.0.1:8888/api/channels/websocket", {
+      WebSocket: FakeWebSocket,
+      clock,
+      env: new FakeEnvironment(),
+      random: () => 0,
+      heartbeatInterval: 0,
+    });
+    FakeWebSocket.last.open();
+    const room = new Room(model());
+    room.socket = socket;
+    const view = recorder();
+    room.views.add(/** @type {any} */ (view));
+    const joining = room.switchTopic("t");
+    let ws = FakeWebSocket.last;
+    // A full first page: there may be earlier messages.
+    const history = Array.from({ length: 50 }, (_, i) => frame(i + 3, "text", { text: `m${i + 3}` }));
+    ws.ok(ws.lastSent(Event.JOIN, { topic: "t" }), { offset: 52, epoch: "e", messages: history });
+    await joining;
+    assert.equal(room.conversation.items.length, 50);
+    assert.ok(!room.noEarlier);
+
+    // The connection drops; meanwhile 51 is edited and 52 deleted.
+    ws.drop();
+    for (let i = 0; i < MAX_BACKOFF_MS && FakeWebSocket.made.length === 1; i++) clock.tick(1);
+    ws = FakeWebSocket.last;
+    ws.open();
+    const rejoin = ws.lastSent(Event.JOIN, { topic: "t" });
+    assert.equal(rejoin.since, 52);
+    const missed = [frame(53, "edit", { offset: 51, text: "one!" }), frame(54, "delete", { offset: 52 })];
+    ws.ok(rejoin, { offset: 54, epoch: "e", messages: missed });
+    await settle();
+    assert.deepEqual(
+      room.conversation.items.slice(-2).map((i) => [i.key, i.text]),
+      [
+        ["51", "one!"],
+        ["52", null],
+      ],
+    );
+    assert.equal(room.conversation.items.length, 50);
+    assert.ok(view.log.includes("change 51 one!"));
+    assert.ok(view.log.includes("change 52 null"));
+
+    // "Load earlier" asks for the page before the oldest offset seen.
+    const earlier = room.loadEarlier();
+    const request = ws.lastSent(Event.HISTORY, { topic: "t" });
+    assert.deepEqual(request.payload, { limit: 50, before: 3 });
+    const page = [frame(1, "text", { text: "older" }), frame(2, "edit", { offset: 1, text: "older!" })];
+    ws.ok(request, { messages: page });
+    await earlier;
+    assert.deepEqual(
+      room.conversation.items.slice(0, 2).map((i) => i.text),
+      ["older!", "m3"],
+    );
+    assert.ok(view.log.includes("prepend 1"));
+    assert.ok(room.noEarlier);
+    room.dispose();
+    socket.close();
   });
 });
