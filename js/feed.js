@@ -256,7 +256,8 @@ function renderItem(item, room, hooks) {
     edited.title = by && by.user !== message.from?.user ? `edited by ${by.name || by.user}, ${at}` : `edited ${at}`;
     el.append(edited);
   }
-  if (message.subject === Subject.TEXT && typeof message.offset === "number" && !item.deletion) {
+  // Edit, delete and mute: for those who may send (the server decides the rest).
+  if (message.subject === Subject.TEXT && typeof message.offset === "number" && !item.deletion && room.canSend) {
     el.append(hooks.actions(item, mine));
   }
   return el;

@@ -454,10 +454,10 @@ export class Room {
     try {
       const { messages, can_send } = await channel.join({ history: HISTORY_ON_JOIN });
       if (generation !== this._generation) return;
+      this.canSend = can_send !== false;
       for (const message of messages) this._append(message, false);
       if (messages.length < HISTORY_ON_JOIN) this.noEarlier = true;
       this.members = channel.members;
-      this.canSend = can_send !== false;
     } catch (error) {
       if (generation !== this._generation) return;
       const answer = serverAnswer(error);
