@@ -401,6 +401,8 @@ export function renderMarkdown(text) {
   return sanitizeHtml(engine.render(String(text ?? ""), {}));
 }
 
+/** A dollar that is not escaped: a formula holds none. */
+const BARE_DOLLAR = /(?:^|[^\\])\$/;
 /** Delimiters a `text/latex` output may wrap its formula in. */
 const LATEX_WRAPPERS = [
   /^\$\$([\s\S]*)\$\$$/,
@@ -411,12 +413,14 @@ const LATEX_WRAPPERS = [
 
 /**
  * A `text/latex` output (`$$...$$`, `$...$`, `\[...\]`, `\(...\)` or a bare formula or
- * environment) as a sanitized fragment of display math.
+ * environment) as a sanitized fragment of display math; text with several formulas in it
+ * ("the root is $x$ and $y$") is rendered as Markdown.
  * @param {string} text
  * @returns {DocumentFragment}
  */
 export function renderLatex(text) {
-  let tex = String(text ?? "").trim();
+  const source = String(text ?? "").trim();
+  let tex = source;
   for (const wrapper of LATEX_WRAPPERS) {
     const match = wrapper.exec(tex);
     if (match) {
@@ -424,5 +428,6 @@ export function renderLatex(text) {
       break;
     }
   }
+  if (BARE_DOLLAR.test(tex)) return renderMarkdown(source);
   return sanitizeHtml(`<div class="jc-math-display">${renderMath(tex, true)}</div>`);
 }

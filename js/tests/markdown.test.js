@@ -202,6 +202,20 @@ describe("renderLatex", () => {
     });
   }
 
+  test("renders text with several formulas as Markdown", () => {
+    const fragment = renderLatex("the roots are $x_1$ and $x_2$");
+    assert.deepEqual(
+      Array.from(fragment.querySelectorAll("annotation")).map((a) => a.textContent),
+      ["x_1", "x_2"],
+    );
+    assert.match(fragment.textContent ?? "", /^the roots are /);
+  });
+
+  test("keeps an escaped dollar inside a formula", () => {
+    const fragment = renderLatex("$\\$5 + x$");
+    assert.equal(fragment.querySelector("annotation")?.textContent, "\\$5 + x");
+  });
+
   test("renders an environment", () => {
     const fragment = renderLatex("\\begin{aligned} a &= b \\\\ c &= d \\end{aligned}");
     assert.ok(fragment.querySelector("math mtable"));
