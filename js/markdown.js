@@ -40,7 +40,7 @@ for (const [name, language] of Object.entries({
 }
 
 /** What a mention looks like; the name is the captured group. */
-export const MENTION_RE = /@([A-Za-z0-9_.-]+)/g;
+const MENTION_RE = /@([A-Za-z0-9_.-]+)/g;
 /** A character that may not come just before a mention (so "ada@example.org" is not one). */
 const NAME_CHAR = /[A-Za-z0-9_.-]/;
 /** Formulas rendered in one text; later ones are shown as their source. */
