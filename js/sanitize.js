@@ -208,6 +208,9 @@ function enforce(node) {
       else if (inSvg) keep = LOCAL_REF.test(value);
       if (!keep) node.removeAttributeNode(attr);
       else if (LOCAL_REF.test(value)) attr.value = `#${ID_PREFIX}${value.slice(1)}`;
+    } else if (name === "src") {
+      // Only an image's, and only raster data (finish() turns any other into its alt text).
+      if (tag !== "img") node.removeAttributeNode(attr);
     } else if (name === "style") {
       const local = URL_FN_START.test(value) ? localUrls(value) : value;
       const style = local === null ? "" : cleanStyle(local);
