@@ -27,6 +27,11 @@ server's).
 - phoenix (not run by default): the fanout scenario with native subscribers and with
   Phoenix V2 subscribers (``?vsn=2.0.0``), side by side on the extension and the
   service; the ratio phoenix/native.
+
+Then the regression check: every fanout row's deliveries/s must be at least
+``--min-fanout-ratio`` (3) times the baseline's and every latency row's p99 at most
+``--max-p99-ratio`` (1.5) times the baseline's, for the extension and the service,
+and no run may be invalid; otherwise the script exits with status 1.
 """
 
 from __future__ import annotations
@@ -180,6 +185,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scenarios", default="fanout,latency,idle,kernel")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
+    parser.add_argument("--min-fanout-ratio", type=float, default=3.0)
+    parser.add_argument("--max-p99-ratio", type=float, default=1.5)
     args = parser.parse_args()
     chosen = args.scenarios.split(",")
     sizes = QUICK if args.quick else FULL
@@ -212,6 +219,39 @@ def main() -> None:
              "--runs", str(args.runs)],
             check=True,
         )  # fmt: skip
+    if not check(results, args.min_fanout_ratio, args.max_p99_ratio):
+        sys.exit(1)
+
+
+#: The figures the check holds to the baseline's: (row prefix, figure, bound).
+CHECKED = (("fanout", "deliveries/s", "min"), ("latency", "p99_ms", "max"))
+
+
+def check(
+    results: dict[str, dict[str, list[dict[str, Any]]]], min_fanout: float, max_p99: float
+) -> bool:
+    """Print one line per checked ratio; ``False`` if any is out of bounds or a run invalid."""
+    passed = True
+    for name, by_target in results.items():
+        if invalid_runs(by_target):
+            print(f"check {name}: FAILED (invalid runs)")
+            passed = False
+        values = medians(by_target)
+        for prefix, figure, bound in CHECKED:
+            if not name.startswith(prefix):
+                continue
+            limit = min_fanout if bound == "min" else max_p99
+            for target in ("extension", "service"):
+                base = values[figure]["baseline"]
+                ratio = values[figure][target] / base if base else float("inf")
+                ok = ratio >= limit if bound == "min" else ratio <= limit
+                sign = ">=" if bound == "min" else "<="
+                print(
+                    f"check {name} {figure} {target}/baseline {ratio:.2f} {sign} {limit:g}: "
+                    + ("ok" if ok else "FAILED")
+                )
+                passed = passed and ok
+    return passed
 
 
 SERIALIZERS = ("native", "phoenix")

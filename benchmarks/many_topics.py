@@ -2,6 +2,7 @@
 
     python benchmarks/many_topics.py [--topics 1000] [--subscribers 10] [--publishers 100]
         [--messages 50] [--one-messages 1] [--runs 3] [--processes 2] [--targets extension]
+        [--before REV]
 
 Starts the extension (``--targets extension,service`` adds ``jupyter channels
 serve``) with ``fanout.py``'s settings: no rate limit, every join admitted at
@@ -23,6 +24,10 @@ store's group commit), deliveries/s (all deliveries / time until the last one
 arrived) and the ratio many/one; then the generator processes' CPU (1.0 = one
 core saturated: the figure is then the generator's, not the server's). A run in
 which any subscriber got other than its share is marked invalid.
+
+``--before REV`` runs every target twice, one after the other: first on the package
+as it was at git revision REV, then on the working tree's, and prints the ratios
+after / before.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from collections import defaultdict
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _revision import describe, revision
 from fanout import TRAITS, Targets
 from wsload import REF, SEQ, connect, cpu
 
@@ -252,6 +258,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--processes", type=int, default=2, help="subscriber processes")
     parser.add_argument("--targets", default="extension", help="extension,service")
+    parser.add_argument("--before", help="also run on the package at this git revision, first")
     args = parser.parse_args()
     args.connections = args.topics * args.subscribers
     targets = tuple(args.targets.split(","))
@@ -263,40 +270,67 @@ def main() -> None:
         f"and the shared one), {args.publishers} publishers; many: {args.messages} msgs "
         f"each, one: {args.one_messages} msgs each; medians of {args.runs} runs"
     )
-    print(f"{'target':10} {'figure':16} {'many':>12} {'one':>12} {'many/one':>9}")
-    with Targets(traits, only=targets) as servers:
+    with contextlib.ExitStack() as stack:
+        sides: list[tuple[str, str | None]] = [("", None)]
+        if args.before:
+            old = stack.enter_context(revision(args.before))
+            sides.insert(0, (f"@{describe(args.before)}", str(old)))
+        print(f"{'target':18} {'figure':16} {'many':>12} {'one':>12} {'many/one':>9}")
+        results: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for target in targets:
-            url, token, _ = servers.where(target)
-            ctx = multiprocessing.get_context("spawn")
-            workers = []
-            for w in range(args.processes):
-                indices = list(range(w, args.connections, args.processes))
-                commands, results = ctx.Queue(), ctx.Queue()
-                proc = ctx.Process(
-                    target=subscriber_process,
-                    args=(url, token, indices, args.subscribers, args.runs, commands, results),
-                )
-                proc.start()
-                workers.append((commands, results, proc))
-            for _, results, _ in workers:
-                results.get(timeout=900)
-            figures: dict[str, list[dict[str, Any]]] = {"many": [], "one": []}
-            for run in range(args.runs):
-                for case in ("many", "one"):  # A B A B A B
-                    figures[case].append(one_case(args, url, token, run, case, workers))
-            for commands, _, proc in workers:
-                commands.put(None)
-                proc.join(60)
-            report(target, figures)
+            for suffix, pythonpath in sides:
+                results[target + suffix] = run_target(args, traits, target, pythonpath)
+                report(target + suffix, results[target + suffix])
+            if args.before:
+                after, before = (results[target + suffix] for suffix, _ in reversed(sides))
+                for figure in ("acked msgs/s", "deliveries/s"):
+                    for case in ("many", "one"):
+                        ratio = median(after, case, figure) / median(before, case, figure)
+                        print(f"{target:18} {figure + ' ' + case:28} after/before {ratio:6.2f}")
+
+
+def median(figures: dict[str, list[dict[str, Any]]], case: str, figure: str) -> float:
+    return statistics.median(r[figure] for r in figures[case])
+
+
+def run_target(
+    args: argparse.Namespace, traits: dict[str, Any], target: str, pythonpath: str | None
+) -> dict[str, list[dict[str, Any]]]:
+    """Start ``target`` (the package on ``pythonpath`` first, if given) and run both cases."""
+    servers = Targets(traits, only=(target,))
+    getattr(servers, target).pythonpath = pythonpath
+    with servers:
+        url, token, _ = servers.where(target)
+        ctx = multiprocessing.get_context("spawn")
+        workers = []
+        for w in range(args.processes):
+            indices = list(range(w, args.connections, args.processes))
+            commands, results = ctx.Queue(), ctx.Queue()
+            proc = ctx.Process(
+                target=subscriber_process,
+                args=(url, token, indices, args.subscribers, args.runs, commands, results),
+            )
+            proc.start()
+            workers.append((commands, results, proc))
+        for _, results, _ in workers:
+            results.get(timeout=900)
+        figures: dict[str, list[dict[str, Any]]] = {"many": [], "one": []}
+        for run in range(args.runs):
+            for case in ("many", "one"):  # A B A B A B
+                figures[case].append(one_case(args, url, token, run, case, workers))
+        for commands, _, proc in workers:
+            commands.put(None)
+            proc.join(60)
+        return figures
 
 
 def report(target: str, figures: dict[str, list[dict[str, Any]]]) -> None:
     for figure in ("acked msgs/s", "deliveries/s", "publisher CPU", "subscriber CPU"):
         many, one = (statistics.median(r[figure] for r in figures[c]) for c in ("many", "one"))
-        print(f"{target:10} {figure:16} {many:12,.2f} {one:12,.2f} {many / one:9.2f}")
+        print(f"{target:18} {figure:16} {many:12,.2f} {one:12,.2f} {many / one:9.2f}")
     invalid = [c for c, rs in figures.items() for r in rs if not r["valid"]]
     if invalid:
-        print(f"{target:10} INVALID runs: {', '.join(invalid)}")
+        print(f"{target:18} INVALID runs: {', '.join(invalid)}")
 
 
 if __name__ == "__main__":

@@ -41,14 +41,30 @@ def test_the_cross_server_benchmark_runs_and_reports_its_figures():
 
 
 def test_the_fanout_benchmark_runs_every_scenario_on_the_extension_the_service_and_a_baseline():
+    # Tiny sizes say nothing of the ratios: a bound no run can meet fails the fan-out
+    # check (the exit status), one every run meets passes the latency check.
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "fanout.py"), "--quick", "--runs", "1"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
+        [sys.executable, str(BENCHMARKS / "fanout.py"), "--quick", "--runs", "1",
+         "--min-fanout-ratio", "1000000", "--max-p99-ratio", "1000000"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
     out = result.stdout
+    assert result.returncode == 1, result.stderr[-2000:]
+    checks = [line for line in out.splitlines() if line.startswith("check ")]
+    assert checks == [
+        "check fanout S=5 M=20 deliveries/s extension/baseline "
+        + checks[0].split("baseline ")[1].split()[0]
+        + " >= 1e+06: FAILED",
+        "check fanout S=5 M=20 deliveries/s service/baseline "
+        + checks[1].split("baseline ")[1].split()[0]
+        + " >= 1e+06: FAILED",
+        "check latency S=5 50/s p99_ms extension/baseline "
+        + checks[2].split("baseline ")[1].split()[0]
+        + " <= 1e+06: ok",
+        "check latency S=5 50/s p99_ms service/baseline "
+        + checks[3].split("baseline ")[1].split()[0]
+        + " <= 1e+06: ok",
+    ], out
     assert "svc/ext = service / extension" in out
     header = next(line for line in out.splitlines() if line.startswith("scenario"))
     assert header.split()[2:5] == ["extension", "service", "baseline"]
@@ -184,19 +200,38 @@ def test_the_broadcast_10k_benchmark_runs_in_several_processes_and_reports_perce
     assert "generator CPU" in lines[1]
 
 
-def test_the_many_topics_benchmark_reports_many_one_and_their_ratio():
+def test_the_many_topics_benchmark_reports_many_one_and_their_ratio_before_and_after():
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "many_topics.py"), "--topics", "6",
          "--subscribers", "2", "--publishers", "3", "--messages", "10",
-         "--one-messages", "2", "--runs", "1", "--processes", "2"],
-        capture_output=True, text=True, timeout=300, check=True,
+         "--one-messages", "2", "--runs", "1", "--processes", "2", "--before", "HEAD"],
+        capture_output=True, text=True, timeout=600, check=True,
     )  # fmt: skip
     lines = result.stdout.splitlines()
     assert lines[0].startswith("many_topics: 6 topics x 2 subscribers (12 connections"), lines
     assert lines[1].split() == ["target", "figure", "many", "one", "many/one"]
-    rows = [line for line in lines if line.startswith("extension")]
     figures = ["acked msgs/s", "deliveries/s", "publisher CPU", "subscriber CPU"]
-    assert [row[11:27].strip() for row in rows] == figures, result.stdout
-    for row in rows:
-        assert len(row[27:].split()) == 3
+    for label in ("extension@", "extension "):  # HEAD's package, then the working tree's
+        rows = [line for line in lines if line.startswith(label) and "after/before" not in line]
+        assert [row[19:35].strip() for row in rows] == figures, result.stdout
+        for row in rows:
+            assert len(row[35:].split()) == 3
+    ratios = [line.split()[-1] for line in lines if "after/before" in line]
+    assert len(ratios) == 4, result.stdout
     assert "INVALID" not in result.stdout
+
+
+def test_the_broadcast_cost_benchmark_reports_before_after_and_their_ratio():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "broadcast_cost.py"), "--connections", "5",
+         "--broadcasts", "2", "--before", "HEAD"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("broadcast_cost: one message to 5 idle joined connections")
+    assert lines[1].split() == ["server_cpu_ms", "wall_s", "generator_cpu", "reached", "all"]
+    assert lines[2].startswith("before (")
+    assert lines[3].startswith("after (working tree)")
+    for row in lines[2:4]:
+        assert row.split()[-1] == "2/2"  # every broadcast reached every connection
+    assert lines[4].startswith("after / before")
