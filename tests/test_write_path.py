@@ -125,3 +125,34 @@ def _read_all(peer: socket.socket, frames: Any) -> bytes:
     while len(out) < total:
         out += peer.recv(1 << 20)
     return out
+
+
+class Exploding:
+    """A transport whose write fails with an error no transport should raise."""
+
+    def write(self, chunks: list[bytes]) -> None:
+        raise ValueError("a bug")
+
+    def close(self, code: int, reason: str) -> None:
+        pass
+
+    def ping(self) -> None:
+        pass
+
+
+async def test_a_connection_whose_flush_fails_is_dropped_and_the_others_are_still_flushed():
+    handler, peer = pair()
+    gone: list[Client] = []
+    broken = Client(
+        "c0", ALICE, Kind.BROWSER, Exploding(), max_queued_bytes=1 << 20,
+        rate_limiter=RateLimiter(0, 0), on_gone=gone.append,
+    )  # fmt: skip
+    healthy = client_on(handler, 1 << 20, gone)
+    frame = ws_text_frame("hello")
+    broken.send(frame)  # flushed first, in the same callback
+    healthy.send(frame)
+    await asyncio.sleep(0)
+
+    assert gone == [broken]
+    handler.stream.close()
+    assert drain(peer) == b"".join(frame.chunks)

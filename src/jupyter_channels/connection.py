@@ -46,7 +46,11 @@ def _flush_soon(client: Client) -> None:
 
 def _flush_all(loop: asyncio.AbstractEventLoop) -> None:
     for client in _to_flush.pop(loop, ()):
-        client._flush()
+        try:
+            client._flush()
+        except Exception:  # one connection's failure must not leave the others unflushed
+            log.exception("flushing %r failed", client)
+            client.lost()
 
 
 class Transport(Protocol):
