@@ -403,6 +403,8 @@ export function mount(room, el) {
 
   /** @type {Map<string, HTMLElement>} the feed's element of each item */
   const elements = new Map();
+  /** @type {Map<string, HTMLElement>} the day separator before an item that starts a day */
+  const days = new Map();
   const unread = new Unread();
   let intersecting = false;
   /** @type {string | null} the item whose edit box is open */
@@ -511,7 +513,9 @@ export function mount(room, el) {
   };
 
   /**
-   * Group `element` with the item before it, or start a group (and a day).
+   * Group `element` with the item before it, or start a group, after a day separator
+   * when it starts a day (the separator goes just before it: in the feed when the
+   * element is, else with it through `nodesOf`).
    * @param {HTMLElement} element
    * @param {Item | null} previous
    * @param {Item} item
@@ -519,16 +523,27 @@ export function mount(room, el) {
   const decorate = (element, previous, item) => {
     const newDay = !previous || !sameDay(previous.message.ts, item.message.ts);
     element.classList.toggle("jc-continued", !newDay && continues(previous?.message, item.message));
-    const day = element.querySelector(":scope > .jc-day");
+    const day = days.get(item.key);
     if (newDay && typeof item.message.ts === "number") {
-      const label = dayLabel(item.message.ts, Date.now());
-      if (day) day.textContent = label;
-      else {
-        const separator = h("div", "jc-day", label);
-        separator.setAttribute("role", "separator");
-        element.prepend(separator);
-      }
-    } else day?.remove();
+      const separator = day ?? h("div", "jc-day");
+      separator.textContent = dayLabel(item.message.ts, Date.now());
+      separator.setAttribute("role", "separator");
+      days.set(item.key, separator);
+      if (!separator.isConnected && element.isConnected) element.before(separator);
+    } else {
+      day?.remove();
+      days.delete(item.key);
+    }
+  };
+
+  /**
+   * An item's nodes for the feed: its day separator, if any, and its element.
+   * @param {Item} item
+   * @param {HTMLElement} element
+   */
+  const nodesOf = (item, element) => {
+    const day = days.get(item.key);
+    return day ? [day, element] : [element];
   };
 
   /** @param {Item} item */
@@ -579,6 +594,7 @@ export function mount(room, el) {
   const view = {
     reset() {
       elements.clear();
+      days.clear();
       editing = null;
       /** @type {Item | null} */
       let previous = null;
@@ -586,7 +602,7 @@ export function mount(room, el) {
       for (const item of room.conversation.items) {
         const element = build(item);
         decorate(element, previous, item);
-        built.push(element);
+        built.push(...nodesOf(item, element));
         previous = item;
       }
       feed.replaceChildren(earlier, ...built);
@@ -597,7 +613,7 @@ export function mount(room, el) {
       const stick = atBottom();
       const element = build(item);
       decorate(element, previousOf(item), item);
-      feed.append(element);
+      feed.append(...nodesOf(item, element));
       const mine = room.isMine(item.message);
       if (stick || mine) toBottom();
       else if (live) pill.hidden = false;
@@ -622,7 +638,7 @@ export function mount(room, el) {
       for (const item of items) {
         const element = build(item);
         decorate(element, previous, item);
-        built.push(element);
+        built.push(...nodesOf(item, element));
         previous = item;
       }
       earlier.after(...built);
@@ -635,6 +651,8 @@ export function mount(room, el) {
       for (const item of items) {
         elements.get(item.key)?.remove();
         elements.delete(item.key);
+        days.get(item.key)?.remove();
+        days.delete(item.key);
       }
       decorateFirst();
     },

@@ -312,7 +312,9 @@ def test_the_feed_groups_pages_back_sticks_to_the_bottom_and_collapses_long_mess
     expect(feed(widget).first).to_have_text("message 21")
     # One author within a minute: one group, one day separator.
     first = items.first
-    expect(first.locator(".jc-day")).to_have_text("Today")
+    expect(widget.locator(".jc-day")).to_have_text(["Today"])
+    after_day = widget.locator(".jc-feed > .jc-day + .jc-msg")
+    assert after_day.first.get_attribute("data-offset") == first.get_attribute("data-offset")
     expect(first).not_to_have_class(re.compile(r"\bjc-continued\b"))
     assert widget.locator(".jc-msg.jc-continued").count() >= 40
     assert widget.locator(".jc-day").count() == 1
