@@ -599,6 +599,9 @@ export class Room {
     const from = message.from;
     if (!from) return false;
     if (this.me.id && from.id === this.me.id) return true;
+    // Kernels on a server's kernel token all share one username: only the connection
+    // id tells this page's apart.
+    if (from.kind === "kernel") return false;
     return Boolean(this.me.user) && from.user === this.me.user;
   }
 
@@ -618,7 +621,7 @@ export class Room {
    */
   _typing(message) {
     if (this.isMine(message) || !message.from?.user) return;
-    this.typists.saw(message.from.user, message.from.name, Date.now());
+    this.typists.saw(typistKey(message.from), message.from.name, Date.now());
     this._scheduleTyping();
     this._update();
   }
@@ -693,7 +696,7 @@ export class Room {
       return;
     }
     // Their message arrived: they are no longer typing it.
-    if (message.subject === Subject.TEXT && message.from?.user && this.typists.stop(message.from.user)) {
+    if (message.subject === Subject.TEXT && message.from?.user && this.typists.stop(typistKey(message.from))) {
       this._scheduleTyping();
       this._update();
     }
@@ -740,6 +743,15 @@ export class Room {
     if (this.transport === "kernel" || this.socket?.idle) this.socket?.close();
     this.views.clear();
   }
+}
+
+/**
+ * Who is typing, as the typing line tells people apart: the username, or for a kernel
+ * (kernels on the kernel token share one) its connection.
+ * @param {import("./client.js").Sender} from
+ */
+function typistKey(from) {
+  return from.kind === "kernel" ? `${from.user}#${from.id}` : from.user;
 }
 
 /**

@@ -72,6 +72,19 @@ describe("Room", () => {
     assert.deepEqual(other.me, { user: "carol", id: "conn-carol" });
     assert.ok(other.isMine(frame(8, "text", { text: "x" }, "carol")));
     assert.ok(!other.isMine(frame(9, "text", { text: "x" }, "dave")));
+    // Connections on the kernel token share a username: only the id is this page's.
+    const kernel = new Room(model());
+    kernel._learn({ offset: 3 });
+    /** @param {string} id @param {string} name */
+    const on = (id, name) => ({ id, user: "kernel", name, kind: "kernel" });
+    kernel._append({ ...frame(3, "text", { text: "x" }), from: on("k1", "a.ipynb") }, true);
+    assert.deepEqual(kernel.me, { user: "kernel", id: "k1" });
+    assert.ok(!kernel.isMine({ ...frame(4, "text", { text: "y" }), from: on("k2", "b.ipynb") }));
+    kernel._append({ ...frame(null, "typing", {}), from: on("k1", "a.ipynb") }, true);
+    kernel._append({ ...frame(null, "typing", {}), from: on("k2", "b.ipynb") }, true);
+    kernel._append({ ...frame(null, "typing", {}), from: on("k3", "c.ipynb") }, true);
+    assert.deepEqual(kernel.typists.names(Date.now()), ["b.ipynb", "c.ipynb"]);
+    kernel.dispose();
     room.dispose();
     other.dispose();
   });
