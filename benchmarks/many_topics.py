@@ -263,7 +263,13 @@ def main() -> None:
     args.connections = args.topics * args.subscribers
     targets = tuple(args.targets.split(","))
     per = min(10, -(-args.topics // args.publishers))
-    traits = {**TRAITS, "max_topics_per_connection": max(per, args.runs + 1)}
+    traits = {
+        **TRAITS,
+        "max_topics_per_connection": max(per, args.runs + 1),
+        # The generator answers no pings: on a busy machine, opening and joining 10,000
+        # connections takes longer than idle_timeout, which would close the first ones.
+        "idle_timeout": 3600,
+    }
     print(
         f"many_topics: {args.topics} topics x {args.subscribers} subscribers "
         f"({args.connections} connections in {args.processes} processes, each on its topic "

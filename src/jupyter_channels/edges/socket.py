@@ -160,8 +160,12 @@ class SocketEdge:
         # Tornado closes the connection with 1009 past this; below it the hub answers too_large.
         return OVERSIZE_CLOSE_FACTOR * self.hub.limits.max_message_size
 
-    @socket_authenticated
-    async def get(self, *args: Any, **kwargs: Any) -> None:
+    async def prepare(self, *args: Any, **kwargs: Any) -> None:
+        # Checked here, after the host's authentication, so that ``get`` returns Tornado's
+        # own coroutine: no coroutine of ours held for the connection's life.
+        await super().prepare(*args, **kwargs)  # type: ignore[misc]
+        if self.current_user is None or cast(web.RequestHandler, self)._finished:
+            return  # ``get`` refuses it (403), or the host already answered
         if not await self.authorize("read"):
             raise web.HTTPError(403)
         vsn = self._vsn()
@@ -169,9 +173,10 @@ class SocketEdge:
             raise web.HTTPError(400, f"unsupported vsn {vsn!r}: {phoenix.VSN} or none")
         self._connection = _Connection(await self.authorize("write"))
         await self.hub.ensure_started()
-        result = super().get(*args, **kwargs)  # type: ignore[misc]
-        if result is not None:
-            await result
+
+    @socket_authenticated
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        return super().get(*args, **kwargs)  # type: ignore[misc]
 
     def _vsn(self) -> str | None:
         """The serializer asked for: ``2.0.0`` (Phoenix V2), or ``None`` (native)."""
