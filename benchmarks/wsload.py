@@ -239,7 +239,7 @@ async def wait_members(cfg: dict[str, Any], n: int) -> None:
     deadline = time.monotonic() + 120
     request = urllib.request.Request(url, headers={"Authorization": f"token {cfg['token']}"})
     while time.monotonic() < deadline:
-        body = await asyncio.to_thread(lambda: urllib.request.urlopen(request, timeout=10).read())
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(request, timeout=60).read())
         if sum(len(u["metas"]) for u in json.loads(body).values()) >= n:
             return
         await asyncio.sleep(0.2)
