@@ -95,6 +95,13 @@ class Lab:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
+    def configure(self, config: dict[str, Any]) -> Lab:
+        """Write ``config`` as the lab's ``jupyter_server_config.json`` (before ``start``)."""
+        directory = self.root / "config"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "jupyter_server_config.json").write_text(json.dumps(config))
+        return self
+
     def start(self, timeout: float = 90) -> Lab:
         self.notebooks.mkdir(parents=True)
         # No "Jupyter news?" toast over the widget.

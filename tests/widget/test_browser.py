@@ -17,7 +17,7 @@ import time
 import zlib
 from typing import Any
 
-from .conftest import SCREENSHOTS, Lab, OpenNotebook
+from .conftest import Lab, OpenNotebook
 from .relay import TcpRelay
 
 
@@ -368,62 +368,6 @@ def test_untrusted_text_and_cells_are_shown_as_text_and_never_run(
     expect(widget.locator(".jc-html i")).to_have_text(["html", "html"])
     assert widget.locator("script, svg, b, [onerror], [onload]").count() == 0
     assert page.evaluate("window.__pwned") is None
-
-
-# -- how it looks -----------------------------------------------------------------------------
-
-
-def test_screenshots_in_the_light_and_dark_themes(lab: Lab, open_notebook: OpenNotebook) -> None:
-    topic = "demo:lobby"
-    lab.post(topic, "text", {"text": "Has anyone tried the new learning-rate schedule?"}, "grace")
-    ada = open_notebook(
-        widget_cell(topic),
-        'w.send("text", {"text": "run 42 finished: loss 0.016"})',
-        user="ada",
-        name="experiments.ipynb",  # the kernel's name in the feed
-    )
-    grace = open_notebook(widget_cell(topic), user="grace")
-    widget = show_widget(ada)
-    show_widget(grace)
-    say(widget, "Trying it now, I'll share the curve.")
-    run_cell(ada, 1)
-    lab.post(
-        topic,
-        "cell",
-        {
-            "source": "loss = train(schedule='cosine', epochs=50)\nplot(loss)",
-            "language": "python",
-            "execution_count": 7,
-            "notebook": "training.ipynb",
-            "outputs": [
-                {"output_type": "stream", "name": "stdout", "text": "epoch 50: loss 0.016\n"},
-                {
-                    "output_type": "display_data",
-                    "data": {"image/png": loss_curve_png(), "text/plain": "<Figure>"},
-                    "metadata": {},
-                },
-            ],
-        },
-        user="alan",
-    )
-    expect(widget.locator(".jc-count")).to_have_text("3 here")
-    expect(widget.locator(".jc-image")).to_have_count(1)
-    ada.wait_for_function("() => document.querySelector('.jc-image').complete")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    widget.screenshot(path=str(SCREENSHOTS / "widget-light.png"))
-    light = widget.evaluate("el => getComputedStyle(el).backgroundColor")
-
-    ada.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
-    ada.locator(".lm-Menu-itemLabel", has_text="Theme").first.hover()
-    ada.locator(".lm-Menu").get_by_text("JupyterLab Dark", exact=True).click()
-    expect(ada.locator("body")).to_have_attribute("data-jp-theme-light", "false")
-    expect(ada.locator("#jupyterlab-splash")).to_have_count(0)  # the theme-change splash
-    lab.write_setting("apputils-extension", "themes", theme="JupyterLab Light")  # for later pages
-    ada.mouse.move(0, 0)
-    widget.scroll_into_view_if_needed()
-    dark = widget.evaluate("el => getComputedStyle(el).backgroundColor")
-    assert dark != light, "the widget does not follow JupyterLab's theme"
-    widget.screenshot(path=str(SCREENSHOTS / "widget-dark.png"))
 
 
 # -- sharing cells ----------------------------------------------------------------------------

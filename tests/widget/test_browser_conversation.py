@@ -9,7 +9,6 @@ grace (the moderator). Each page is a browser context of its own (``X-Test-User`
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -42,12 +41,7 @@ CODE = "loss = train(epochs=50)\nprint(loss)"
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     server = Lab(tmp_path_factory.mktemp("lab-conversation"))
-    config = server.root / "config"
-    config.mkdir()
-    (config / "jupyter_server_config.json").write_text(
-        json.dumps({"ChannelsApp": {"permissions": RULES}})
-    )
-    server.start()
+    server.configure({"ChannelsApp": {"permissions": RULES}}).start()
     try:
         yield server
     finally:

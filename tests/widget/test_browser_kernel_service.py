@@ -11,7 +11,6 @@ says so meanwhile. ``transport="direct"`` there shows why it cannot connect.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 
@@ -37,11 +36,7 @@ def service_and_lab(
     service = SpawnedService(root / "service").start()
     try:
         lab = Lab(root / "lab")
-        config = lab.root / "config"
-        config.mkdir(parents=True)
-        (config / "jupyter_server_config.json").write_text(
-            json.dumps({"ServerApp": {"jpserver_extensions": {"jupyter_channels": False}}})
-        )
+        lab.configure({"ServerApp": {"jpserver_extensions": {"jupyter_channels": False}}})
         lab.ready_path = "api/status"
         # Widget messages on the kernel's main shell, as before JupyterLab 4.4 (and where
         # no subshells exist): a cell that runs holds them.

@@ -8,7 +8,6 @@ The test users: ada (group ``red``), grace (group ``teachers``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
@@ -26,12 +25,7 @@ RULES = [
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     server = Lab(tmp_path_factory.mktemp("lab-permissions"))
-    config = server.root / "config"
-    config.mkdir()
-    (config / "jupyter_server_config.json").write_text(
-        json.dumps({"ChannelsApp": {"permissions": RULES}})
-    )
-    server.start()
+    server.configure({"ChannelsApp": {"permissions": RULES}}).start()
     try:
         yield server
     finally:

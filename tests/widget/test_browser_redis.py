@@ -7,7 +7,6 @@ This module's ``lab`` replaces the session's: a JupyterLab on Redis of its own.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
@@ -31,12 +30,7 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, redis: RedisServer) -> Iterator[Lab]:
     server = Lab(tmp_path_factory.mktemp("lab-redis"))
-    config = server.root / "config"
-    config.mkdir()
-    (config / "jupyter_server_config.json").write_text(
-        json.dumps({"ChannelsApp": {"broker_url": redis.url()}})
-    )
-    server.start()
+    server.configure({"ChannelsApp": {"broker_url": redis.url()}}).start()
     try:
         yield server
     finally:

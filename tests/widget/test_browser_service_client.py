@@ -8,7 +8,6 @@ at the service (``ChannelsApp.service_token``); grace's widget is given her own 
 
 from __future__ import annotations
 
-import json
 import urllib.error
 from collections.abc import Iterator
 
@@ -28,12 +27,8 @@ def service_and_lab(
     lab = Lab(root / "lab")
     service = service_for(lab, root / "service").start()
     try:
-        config = lab.root / "config"
-        config.mkdir(parents=True)
-        (config / "jupyter_server_config.json").write_text(
-            json.dumps(
-                {"ChannelsApp": {"service_url": service.http_url, "service_token": token_of("ada")}}
-            )
+        lab.configure(
+            {"ChannelsApp": {"service_url": service.http_url, "service_token": token_of("ada")}}
         )
         lab.ready_path = "api/status"  # it has no channels endpoint
         lab.start()
