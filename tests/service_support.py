@@ -8,6 +8,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +137,15 @@ class SpawnedService:
             _request(self.ws_url, {"Authorization": f"token {token_of(user)}", **headers})
         )
         return ChannelsClient(conn)
+
+
+@contextmanager
+def started_together(*services: SpawnedService) -> Iterator[list[SpawnedService]]:
+    """``services`` started at once (each takes seconds to come up), all stopped at the end."""
+    with ThreadPoolExecutor(len(services)) as pool:
+        starts = [pool.submit(service.start) for service in services]
+    try:
+        yield [start.result() for start in starts]
+    finally:
+        for service in services:
+            service.stop()

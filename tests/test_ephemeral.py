@@ -7,13 +7,12 @@ two services sharing one Redis.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from .channels_fixture import as_user
-from .service_support import SpawnedService
+from .service_support import SpawnedService, started_together
 from .support import config, error_reason
 
 pytestmark = pytest.mark.on_every_host
@@ -135,18 +134,12 @@ def replicas(redis_server, tmp_path_factory):
     redis_server.client(2).flushdb()
     root = tmp_path_factory.mktemp("ephemeral-replicas")
 
-    def start(name: str) -> SpawnedService:
-        return SpawnedService(
-            root / name, broker_url=redis_server.url(2), presence_interval=0
-        ).start()
-
-    with ThreadPoolExecutor(2) as pool:
-        pair = list(pool.map(start, ("a", "b")))
-    try:
-        yield pair
-    finally:
-        for service in pair:
-            service.stop()
+    pair = (
+        SpawnedService(root / name, broker_url=redis_server.url(2), presence_interval=0)
+        for name in ("a", "b")
+    )
+    with started_together(*pair) as started:
+        yield started
 
 
 async def test_an_ephemeral_message_crosses_servers_through_redis_and_is_not_stored(replicas):

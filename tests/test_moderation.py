@@ -12,7 +12,6 @@ import json
 import os
 import time
 import urllib.error
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 
 from .channels_fixture import CHANNELS, USER_HEADER, as_user
 from .hosts import config_file, each_spawned_host
-from .service_support import SpawnedService, token_of
+from .service_support import SpawnedService, started_together, token_of
 from .support import RECV_TIMEOUT, REPO_ROOT, SpawnedServer
 
 pytestmark = pytest.mark.on_every_host
@@ -351,16 +350,9 @@ def replicas(redis_server, tmp_path_factory):
     redis_server.client(3).flushdb()
     root = tmp_path_factory.mktemp("moderation-replicas")
 
-    def start(name: str) -> SpawnedService:
-        return service(root / name, broker_url=redis_server.url(3)).start()
-
-    with ThreadPoolExecutor(2) as pool:
-        pair = list(pool.map(start, ("a", "b")))
-    try:
-        yield pair
-    finally:
-        for replica in pair:
-            replica.stop()
+    pair = (service(root / name, broker_url=redis_server.url(3)) for name in ("a", "b"))
+    with started_together(*pair) as started:
+        yield started
 
 
 async def test_a_mute_on_one_server_holds_on_another_sharing_redis(replicas):

@@ -6,11 +6,9 @@ Ada is connected to replica A, Grace to replica B; each test uses its own topics
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 
-from .service_support import SpawnedService, token_of
+from .service_support import SpawnedService, started_together, token_of
 from .support import ChannelsClient
 
 
@@ -20,18 +18,12 @@ def replicas(redis_server, tmp_path_factory):
     redis_server.client().flushdb()
     root = tmp_path_factory.mktemp("replicas")
 
-    def start(name: str) -> SpawnedService:
-        return SpawnedService(
-            root / name, broker_url=redis_server.url(), presence_interval=0
-        ).start()
-
-    with ThreadPoolExecutor(2) as pool:
-        pair = list(pool.map(start, ("a", "b")))
-    try:
-        yield pair
-    finally:
-        for service in pair:
-            service.stop()
+    pair = (
+        SpawnedService(root / name, broker_url=redis_server.url(), presence_interval=0)
+        for name in ("a", "b")
+    )
+    with started_together(*pair) as started:
+        yield started
 
 
 def stored(frames: list[dict]) -> list[tuple]:
