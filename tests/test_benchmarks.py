@@ -9,14 +9,18 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
 
+def run_benchmark(
+    script: str, *args: str, timeout: float = 300, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``benchmarks/<script> args...`` run to its end, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True, text=True, timeout=timeout, check=check,
+    )  # fmt: skip
+
+
 def test_the_kernel_rate_benchmark_runs_and_reports_both_publishers():
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "kernel_rate.py"), "--messages", "40", "--runs", "1"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
+    result = run_benchmark("kernel_rate.py", "--messages", "40", "--runs", "1")
     lines = result.stdout.splitlines()
     assert lines[0] == "kernel: 40 messages of ~200 B, medians of 1 runs"
     for mode in ("blocking", "pipelined"):
@@ -29,11 +33,9 @@ def test_the_cross_server_benchmark_runs_and_reports_its_figures():
     from .redis_support import redis_server_binary
 
     redis_server_binary()  # skipped without redis-server, failed in CI
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "cross_server.py"), "--servers", "2",
-         "--subscribers", "3", "--messages", "20", "--runs", "1"],
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+    result = run_benchmark(
+        "cross_server.py", "--servers", "2", "--subscribers", "3", "--messages", "20", "--runs", "1"
+    )
     lines = result.stdout.splitlines()
     assert lines[0].startswith("cross_server: redis broker, 2 server(s), 3 subscribers")
     for figure in ("published/s", "deliveries/s", "latency p50 ms", "latency p99 ms"):
@@ -43,11 +45,17 @@ def test_the_cross_server_benchmark_runs_and_reports_its_figures():
 def test_the_fanout_benchmark_runs_every_scenario_on_the_extension_the_service_and_a_baseline():
     # Tiny sizes say nothing of the ratios: a bound no run can meet fails the fan-out
     # check (the exit status), one every run meets passes the latency check.
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "fanout.py"), "--quick", "--runs", "1",
-         "--min-fanout-ratio", "1000000", "--max-p99-ratio", "1000000"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    result = run_benchmark(
+        "fanout.py",
+        "--quick",
+        "--runs",
+        "1",
+        "--min-fanout-ratio",
+        "1000000",
+        "--max-p99-ratio",
+        "1000000",
+        check=False,
+    )
     out = result.stdout
     assert result.returncode == 1, result.stderr[-2000:]
     checks = [line for line in out.splitlines() if line.startswith("check ")]
@@ -77,22 +85,24 @@ def test_the_fanout_benchmark_runs_every_scenario_on_the_extension_the_service_a
 def test_the_join_payloads_benchmark_runs_and_reports_both_scenarios():
     import json
 
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "join_payloads.py"), "--connections", "1",
-         "--topics", "2", "--payload", "100000", "--per-user", "3"],
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+    result = run_benchmark(
+        "join_payloads.py",
+        "--connections",
+        "1",
+        "--topics",
+        "2",
+        "--payload",
+        "100000",
+        "--per-user",
+        "3",
+    )
     figures = json.loads(result.stdout.splitlines()[-1])
     assert figures["payloads"]["joins_refused"] == 2  # over the 64 KiB default
     assert figures["per_user"]["connections_open"] == 3
 
 
 def test_the_history_reads_benchmark_runs_and_reports_every_read():
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "history_reads.py"), "--messages", "30",
-         "--size", "2000", "--posts", "2"],
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+    result = run_benchmark("history_reads.py", "--messages", "30", "--size", "2000", "--posts", "2")
     lines = result.stdout.splitlines()
     assert lines[0] == "history_reads: 30 messages of 2,000 B in one topic"
     rows = {line.split()[0]: line for line in lines[1:]}
@@ -106,10 +116,7 @@ def test_the_hub_path_benchmark_runs_both_scenarios_through_the_proxy_and_direct
     from .hub_support import require
 
     require()
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "hub_path.py"), "--quick", "--runs", "1"],
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+    result = run_benchmark("hub_path.py", "--quick", "--runs", "1")
     out = result.stdout
     lines = out.splitlines()
     assert "| scenario | figure | proxy | direct | ratio | proxy's share |" in lines, out
@@ -125,10 +132,7 @@ def test_the_hub_path_benchmark_runs_both_scenarios_through_the_proxy_and_direct
 
 
 def test_the_presence_storm_benchmark_runs_both_modes_and_every_client_lists_everyone():
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "presence_storm.py"), "--clients", "20"],
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+    result = run_benchmark("presence_storm.py", "--clients", "20")
     rows = result.stdout.splitlines()[1:]
     assert [row.split()[1] for row in rows] == ["batched", "previous"], result.stdout
     for row in rows:
@@ -137,11 +141,9 @@ def test_the_presence_storm_benchmark_runs_both_modes_and_every_client_lists_eve
 
 
 def test_the_reconnect_storm_benchmark_runs_both_modes_and_every_client_recovers():
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "reconnect_storm.py"), "--clients", "10",
-         "--history", "5", "--rate", "10"],
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+    result = run_benchmark(
+        "reconnect_storm.py", "--clients", "10", "--history", "5", "--rate", "10"
+    )
     rows = result.stdout.splitlines()[1:]
     assert [row.split()[0] for row in rows] == ["batched", "previous"], result.stdout
     for row in rows:
@@ -150,10 +152,7 @@ def test_the_reconnect_storm_benchmark_runs_both_modes_and_every_client_recovers
 
 
 def test_the_idle_memory_benchmark_reports_per_connection_and_by_file():
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "idle_memory.py"), "--connections", "5"],
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+    result = run_benchmark("idle_memory.py", "--connections", "5")
     lines = result.stdout.splitlines()
     assert lines[0].startswith("idle memory: 5 joined connections"), result.stdout
     assert "  by file (KB/connection):" in lines
@@ -161,11 +160,7 @@ def test_the_idle_memory_benchmark_reports_per_connection_and_by_file():
 
 
 def test_the_widget_relay_benchmark_runs_and_reports_both_transports_and_the_ramp():
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "widget_relay.py"), "--messages", "20",
-         "--ramp", "100", "--step", "0.2"],
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+    result = run_benchmark("widget_relay.py", "--messages", "20", "--ramp", "100", "--step", "0.2")
     lines = result.stdout.splitlines()
     assert lines[0] == "widget_relay: 20 messages at 50 msg/s into an idle kernel's widget"
     for transport in ("kernel", "direct"):
@@ -177,11 +172,7 @@ def test_the_widget_relay_benchmark_runs_and_reports_both_transports_and_the_ram
 
 
 def test_the_connect_storm_benchmark_runs_and_every_client_joins():
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "connect_storm.py"), "--clients", "20",
-         "--spread", "0.5"],
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+    result = run_benchmark("connect_storm.py", "--clients", "20", "--spread", "0.5")
     lines = result.stdout.splitlines()
     assert lines[0].startswith("connect storm: 20 clients"), result.stdout
     assert "(20/20)" in lines[1]
@@ -189,11 +180,9 @@ def test_the_connect_storm_benchmark_runs_and_every_client_joins():
 
 
 def test_the_broadcast_10k_benchmark_runs_in_several_processes_and_reports_percentiles():
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "broadcast_10k.py"), "--subscribers", "20",
-         "--processes", "2", "--seconds", "2"],
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+    result = run_benchmark(
+        "broadcast_10k.py", "--subscribers", "20", "--processes", "2", "--seconds", "2"
+    )
     lines = result.stdout.splitlines()
     assert lines[0].startswith("broadcast_10k: 20 subscribers in 2 processes"), result.stdout
     assert "p99" in lines[1]
@@ -201,12 +190,26 @@ def test_the_broadcast_10k_benchmark_runs_in_several_processes_and_reports_perce
 
 
 def test_the_many_topics_benchmark_reports_many_one_and_their_ratio_before_and_after():
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "many_topics.py"), "--topics", "6",
-         "--subscribers", "2", "--publishers", "3", "--messages", "10",
-         "--one-messages", "2", "--runs", "1", "--processes", "2", "--before", "HEAD"],
-        capture_output=True, text=True, timeout=600, check=True,
-    )  # fmt: skip
+    result = run_benchmark(
+        "many_topics.py",
+        "--topics",
+        "6",
+        "--subscribers",
+        "2",
+        "--publishers",
+        "3",
+        "--messages",
+        "10",
+        "--one-messages",
+        "2",
+        "--runs",
+        "1",
+        "--processes",
+        "2",
+        "--before",
+        "HEAD",
+        timeout=600,
+    )
     lines = result.stdout.splitlines()
     assert lines[0].startswith("many_topics: 6 topics x 2 subscribers (12 connections"), lines
     assert lines[1].split() == ["target", "figure", "many", "one", "many/one"]
@@ -222,11 +225,9 @@ def test_the_many_topics_benchmark_reports_many_one_and_their_ratio_before_and_a
 
 
 def test_the_broadcast_cost_benchmark_reports_before_after_and_their_ratio():
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "broadcast_cost.py"), "--connections", "5",
-         "--broadcasts", "2", "--before", "HEAD"],
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+    result = run_benchmark(
+        "broadcast_cost.py", "--connections", "5", "--broadcasts", "2", "--before", "HEAD"
+    )
     lines = result.stdout.splitlines()
     assert lines[0].startswith("broadcast_cost: one message to 5 idle joined connections")
     assert lines[1].split() == ["server_cpu_ms", "wall_s", "generator_cpu", "reached", "all"]
